@@ -337,7 +337,7 @@ def _decode_slow(cls: type[Pdu], data: bytes, pos: int, end: int, command_status
         tlvs = decode_tlvs(data, reader.pos, end)
     except RemoteProtocolError as exc:
         if not is_resp:
-            raise _with_header(exc, cls, seq)
+            raise _with_header(exc, cls, seq) from None
         # Lenient: a resp whose body holds only TLVs (an error bind_resp with sc_interface_version).
         try:
             tlvs = decode_tlvs(data, start, end)
@@ -548,7 +548,7 @@ def decode_pdu_slow(data: bytes, offset: int = 0, end: int | None = None) -> Pdu
     """decode_pdu through the interpreting path only; the tests check both paths agree."""
     if end is None:
         end = len(data)
-    command_length, command_id, command_status, seq = _HEADER.unpack_from(data, offset)
+    _, command_id, command_status, seq = _HEADER.unpack_from(data, offset)
     cls = PDU_CLASSES[command_id]
     return _decode_slow(cls, data, offset + HEADER_LENGTH, end, command_status, seq)
 

@@ -22,8 +22,8 @@ from ._errors import LocalProtocolError, RemoteProtocolError
 from ._pdu import PDU_CLASSES, EnquireLink, GenericNack, Pdu
 
 __all__ = [
-    "MAY_SEND",
     "MAX_SEQUENCE_NUMBER",
+    "MAY_SEND",
     "ConnectionClosed",
     "PduRejected",
     "RequestReceived",
@@ -225,6 +225,7 @@ class Session:
         self._outbuf: list[bytes] = []
         self._pending_bind: CommandId | None = None
         self._enquire_outstanding = False
+        self._auto_enquire_seq = 0  # the enquire_link poll() sent: its response is ours, not the caller's
         self._received = 0
         self._sent = 0
         self._rejected = 0
@@ -460,6 +461,9 @@ class Session:
             self._pending_bind = None
             if pdu.command_status == Status.ESME_ROK and pdu.command_id != C.generic_nack:
                 self.state = _BOUND_BY[pdu.command_id]
+        if rcid == C.enquire_link and request.sequence_number == self._auto_enquire_seq:
+            self._auto_enquire_seq = 0
+            return
         events.append(ResponseReceived(request, pdu))
         if rcid == C.unbind:
             self._close(events, by_peer=False)
@@ -516,7 +520,7 @@ class Session:
         if (interval is not None and self.state.is_bound and not self._enquire_outstanding
                 and now - self._last_received >= interval):
             self._enquire_outstanding = True
-            self.send(EnquireLink())
+            self._auto_enquire_seq = self.send(EnquireLink()).sequence_number
         return events
 
     def next_deadline(self) -> float | None:

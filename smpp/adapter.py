@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import socket
 from collections.abc import Awaitable, Callable
+
 import anyio
 import anyio.abc
 from anyio.streams.tls import TLSStream
