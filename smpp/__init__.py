@@ -2,7 +2,14 @@
 
 from __future__ import annotations
 
-from ._codec import DEFAULT_MAX_COMMAND_LENGTH, HEADER_LENGTH, decode_pdu, decode_tlvs, encode_pdu, encode_tlvs
+from ._codec import (
+    DEFAULT_MAX_COMMAND_LENGTH,
+    HEADER_LENGTH,
+    decode_pdu,
+    decode_tlvs,
+    encode_pdu,
+    encode_tlvs,
+)
 from ._constants import (
     GENERIC_NACK,
     RESPONSE_BIT,
@@ -17,6 +24,8 @@ from ._constants import (
 )
 from ._errors import EncodeError, LocalProtocolError, RemoteProtocolError, SmppError
 from ._fields import DistributionList, SmeAddress, UnsuccessSme
+from ._gsm import NationalLanguage, fill_bits_after_udh, gsm_codec, pack_septets, unpack_septets
+from ._jsonform import JsonFormError, pdu_from_json, pdu_to_json
 from ._pdu import (
     PDU_CLASSES,
     AlertNotification,
@@ -48,12 +57,32 @@ from ._pdu import (
     Unbind,
     UnbindResp,
 )
+from ._reassembly import (
+    ConcatInfo,
+    InformationElement,
+    ReassembledMessage,
+    Reassembler,
+    UdhError,
+    UserDataHeader,
+    parse_udh,
+)
+from ._segment import (
+    MAX_PARTS,
+    Concatenation,
+    Part,
+    ReferenceCounter,
+    count_parts,
+    encode_message,
+    split_message,
+)
+from ._text import Alphabet, EncodedText, TextEncodeError, alphabet_for, decode_text, encode_text
 from ._tlv import NO_TLVS, TLV_BY_NAME, TLV_BY_TAG, TLVS, Tlv, TlvKind, Tlvs, TlvValue
 
 __all__ = [
     "DEFAULT_MAX_COMMAND_LENGTH",
     "GENERIC_NACK",
     "HEADER_LENGTH",
+    "MAX_PARTS",
     "NO_TLVS",
     "PDU_CLASSES",
     "RESPONSE_BIT",
@@ -61,6 +90,7 @@ __all__ = [
     "TLV_BY_NAME",
     "TLV_BY_TAG",
     "AlertNotification",
+    "Alphabet",
     "BindReceiver",
     "BindReceiverResp",
     "BindTransceiver",
@@ -70,6 +100,8 @@ __all__ = [
     "CancelSm",
     "CancelSmResp",
     "CommandId",
+    "ConcatInfo",
+    "Concatenation",
     "DataCoding",
     "DataSm",
     "DataSmResp",
@@ -77,17 +109,25 @@ __all__ = [
     "DeliverSmResp",
     "DistributionList",
     "EncodeError",
+    "EncodedText",
     "EnquireLink",
     "EnquireLinkResp",
     "EsmClass",
     "GenericNack",
+    "InformationElement",
+    "JsonFormError",
     "LocalProtocolError",
     "MessageState",
+    "NationalLanguage",
     "Npi",
     "Outbind",
+    "Part",
     "Pdu",
     "QuerySm",
     "QuerySmResp",
+    "ReassembledMessage",
+    "Reassembler",
+    "ReferenceCounter",
     "RegisteredDelivery",
     "RemoteProtocolError",
     "ReplaceSm",
@@ -99,16 +139,32 @@ __all__ = [
     "SubmitMultiResp",
     "SubmitSm",
     "SubmitSmResp",
+    "TextEncodeError",
     "Tlv",
     "TlvKind",
     "TlvValue",
     "Tlvs",
     "Ton",
+    "UdhError",
     "Unbind",
     "UnbindResp",
     "UnsuccessSme",
+    "UserDataHeader",
+    "alphabet_for",
+    "count_parts",
     "decode_pdu",
+    "decode_text",
     "decode_tlvs",
+    "encode_message",
     "encode_pdu",
+    "encode_text",
     "encode_tlvs",
+    "fill_bits_after_udh",
+    "gsm_codec",
+    "pack_septets",
+    "parse_udh",
+    "pdu_from_json",
+    "pdu_to_json",
+    "split_message",
+    "unpack_septets",
 ]

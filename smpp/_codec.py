@@ -77,6 +77,14 @@ def _decode_tlv_value(spec: Tlv, raw: bytes) -> TlvValue:
     return raw
 
 
+_CSTR_MAX = {t.tag: t.max_len for t in TLV_BY_TAG.values() if t.kind is TlvKind.CSTR}
+# tag -> 1, 2 or 4 for integers, 0 for C-Octet strings; absent for octet strings and unknown tags.
+_TLV_SIZE: dict[int, int] = {
+    t.tag: (t.kind.value if isinstance(t.kind.value, int) else 0) for t in TLV_BY_TAG.values()
+    if t.kind is not TlvKind.OCTETS
+}
+
+
 def decode_tlvs(data: bytes, pos: int, end: int) -> Tlvs:
     """The TLVs in `data[pos:end]`.
 
@@ -88,20 +96,27 @@ def decode_tlvs(data: bytes, pos: int, end: int) -> Tlvs:
         return NO_TLVS
     pairs: list[tuple[int, TlvValue]] = []
     append = pairs.append
-    by_tag = TLV_BY_TAG
+    sizes = _TLV_SIZE
+    unpack = _TLV_HEAD.unpack_from
     while pos < end:
         if end - pos < 4:
             raise _tlv_error(f"{end - pos} octets after the last TLV, a TLV header needs 4",
                              Status.ESME_RINVOPTPARSTREAM)
-        tag, length = _TLV_HEAD.unpack_from(data, pos)
+        tag, length = unpack(data, pos)
         pos += 4
         nxt = pos + length
         if nxt > end:
             raise _tlv_error(f"TLV {name_of(tag)} says {length} octets, only {end - pos} remain",
                              Status.ESME_RINVPARLEN)
-        raw = data[pos:nxt]
-        spec = by_tag.get(tag)
-        append((tag, raw if spec is None else _decode_tlv_value(spec, raw)))
+        size = sizes.get(tag)
+        if size is None:
+            append((tag, data[pos:nxt]))
+        elif size == length:
+            append((tag, int.from_bytes(data[pos:nxt], "big")))
+        elif size == 0 and length <= _CSTR_MAX[tag] and data.find(0, pos, nxt) == nxt - 1:
+            append((tag, data[pos:nxt - 1].decode("latin-1")))
+        else:
+            append((tag, _decode_tlv_value(TLV_BY_TAG[tag], data[pos:nxt])))
         pos = nxt
     return Tlvs.from_pairs(tuple(pairs))
 
@@ -140,7 +155,34 @@ def encode_tlvs(tlvs: Tlvs) -> bytes:
     Raises:
         EncodeError: a value does not fit its tag; the error names it.
     """
-    return b"".join([_encode_tlv_value(tag, value) for tag, value in tlvs.items_in_order()])
+    out = []
+    append = out.append
+    pack = _TLV_HEAD.pack
+    sizes = _TLV_SIZE
+    for tag, value in tlvs.items_in_order():
+        size = sizes.get(tag)
+        kind = type(value)
+        if size is None and kind is bytes and tag not in _BOUNDED and len(value) <= 0xFFFF:
+            append(pack(tag, len(value)))
+            append(value)
+        elif size and kind is int and 0 <= value < _LIMIT[size]:
+            append(pack(tag, size))
+            append(value.to_bytes(size, "big"))
+        elif size == 0 and kind is str and len(value) < _CSTR_MAX[tag] and "\0" not in value and value.isascii():
+            append(pack(tag, len(value) + 1))
+            append(value.encode("ascii"))
+            append(b"\0")
+        elif kind is bytes and tag in _BOUNDED and _BOUNDED[tag][0] <= len(value) <= _BOUNDED[tag][1]:
+            append(pack(tag, len(value)))
+            append(value)
+        else:
+            append(_encode_tlv_value(tag, value))  # strings, bounded octets, and every error
+    return b"".join(out)
+
+
+_LIMIT = {1: 1 << 8, 2: 1 << 16, 4: 1 << 32}
+_BOUNDED = {t.tag: (t.min_len, t.max_len) for t in TLV_BY_TAG.values()
+            if t.kind is TlvKind.OCTETS and (t.min_len > 0 or t.max_len < 0xFFFF)}
 
 
 # ---- the interpreting slow path ----------------------------------------------------------------------
