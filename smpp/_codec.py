@@ -139,7 +139,7 @@ def _encode_tlv_value(tag: int, value: object) -> bytes:
     else:
         size = spec.kind.value
         assert isinstance(size, int)
-        if isinstance(value, bool) or not isinstance(value, int):
+        if not isinstance(value, int):
             raise EncodeError(f"expected an integer, got {type(value).__name__}", field=f"tlvs.{name}")
         if not 0 <= value < 1 << (8 * size):
             raise EncodeError(f"{value} does not fit {size} octet(s)", field=f"tlvs.{name}")
@@ -155,28 +155,29 @@ def encode_tlvs(tlvs: Tlvs) -> bytes:
     Raises:
         EncodeError: a value does not fit its tag; the error names it.
     """
-    out = []
+    out: list[bytes] = []
     append = out.append
     pack = _TLV_HEAD.pack
     sizes = _TLV_SIZE
     for tag, value in tlvs.items_in_order():
         size = sizes.get(tag)
-        kind = type(value)
-        if size is None and kind is bytes and tag not in _BOUNDED and len(value) <= 0xFFFF:
-            append(pack(tag, len(value)))
-            append(value)
-        elif size and kind is int and 0 <= value < _LIMIT[size]:
-            append(pack(tag, size))
-            append(value.to_bytes(size, "big"))
-        elif size == 0 and kind is str and len(value) < _CSTR_MAX[tag] and "\0" not in value and value.isascii():
+        if isinstance(value, bytes):
+            bounds = _BOUNDED.get(tag)
+            if size is None and (bounds[0] <= len(value) <= bounds[1] if bounds else len(value) <= 0xFFFF):
+                append(pack(tag, len(value)))
+                append(value)
+                continue
+        elif isinstance(value, int):
+            if size and 0 <= value < _LIMIT[size]:
+                append(pack(tag, size))
+                append(value.to_bytes(size, "big"))
+                continue
+        elif size == 0 and len(value) < _CSTR_MAX[tag] and "\0" not in value and value.isascii():
             append(pack(tag, len(value) + 1))
             append(value.encode("ascii"))
             append(b"\0")
-        elif kind is bytes and tag in _BOUNDED and _BOUNDED[tag][0] <= len(value) <= _BOUNDED[tag][1]:
-            append(pack(tag, len(value)))
-            append(value)
-        else:
-            append(_encode_tlv_value(tag, value))  # strings, bounded octets, and every error
+            continue
+        append(_encode_tlv_value(tag, value))  # every other case, and every error
     return b"".join(out)
 
 
@@ -203,7 +204,7 @@ def _cstr_bytes(value: object, max_len: int, field: str) -> bytes:
 
 
 def _int_bytes(value: object, size: int, field: str) -> bytes:
-    if isinstance(value, bool) or not isinstance(value, int):
+    if not isinstance(value, int):  # bool included, as struct.pack takes it: True is 1
         raise EncodeError(f"expected an integer, got {type(value).__name__}", field=field)
     if not 0 <= value < 1 << (8 * size):
         raise EncodeError(f"{value} does not fit {size} octet(s)", field=field)
@@ -234,8 +235,8 @@ def _encode_dest_list(value: object, spec: DestAddressList, field: str) -> bytes
     if not isinstance(value, tuple | list):
         raise EncodeError(f"expected a tuple of SmeAddress/DistributionList, got {type(value).__name__}",
                           field=field)
-    if len(value) > spec.max_items:
-        raise EncodeError(f"{len(value)} destinations, at most {spec.max_items}", field=field)
+    if not 1 <= len(value) <= spec.max_items:
+        raise EncodeError(f"{len(value)} destinations, must be 1 to {spec.max_items} (§4.5.1)", field=field)
     out = [bytes((len(value),))]
     for i, d in enumerate(value):
         item = f"{field}[{i}]"
@@ -467,7 +468,7 @@ def _list_reader(cls: type[Pdu], f: FieldInfo) -> Any:
 def _compile_encoder(cls: type[Pdu]) -> Any:
     """Straight-line encoder for one PDU class; falls back to _encode_slow (which names the bad field)."""
     env: dict[str, Any] = {
-        "_HDR": _HEADER.pack, "_slow": _encode_slow, "_encode_tlvs": encode_tlvs, "_NUL": b"\0",
+        "_HDR": _HEADER.pack, "_slow": _encode_slow, "_encode_tlvs": encode_tlvs, "_NUL": b"\0", "_NO_TLVS": NO_TLVS,
         "_CID": cls.command_id,
     }
     unpack_targets = ", ".join(["cs", "seq", *(f"v{f.index}" for f in cls.fields), "tl"])
@@ -521,7 +522,7 @@ def _compile_encoder(cls: type[Pdu]) -> Any:
         lines.append(f"        body = b''.join(({', '.join(parts)},))")
     else:
         lines.append("        body = b''")
-    lines.append("        if tl: body += _encode_tlvs(tl)")
+    lines.append("        if tl is not _NO_TLVS: body += _encode_tlvs(tl)")
     lines.append("        return _HDR(16 + len(body), _CID, cs, seq) + body")
     lines.append("    except Exception:")
     lines.append("        return _slow(p)")

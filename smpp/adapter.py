@@ -114,6 +114,10 @@ class SmppConnection:
     def closed(self) -> bool:
         return self._closed.is_set()
 
+    async def wait_closed(self) -> None:
+        """Wait until the connection is closed (by either side)."""
+        await self._closed.wait()
+
     # ---- sending ---------------------------------------------------------------------------------------
 
     def send(self, pdu: Pdu) -> Pdu:

@@ -1,0 +1,369 @@
+"""The gateway's configuration: one YAML file validated into frozen structures.
+
+Rule 1: defaults live on the types below, and docs/config.md documents every key with its default (a test checks
+that every key here appears there).
+Rule 2: an unknown key is an error; every error names its path (`smscs[1].window: expected an integer >= 1, got "ten"`).
+Rule 3: cross-references are checked at load: every route names known SMSCs, every numbering country has a rule,
+account ids and SMSC names are unique; rules that routing/ refuses are reported with their path.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from enum import Enum
+from pathlib import Path
+from typing import Annotated, Any
+
+import msgspec
+
+from routing import (
+    FailoverRoute,
+    MtRouter,
+    MtRule,
+    NumberingPlan,
+    NumberingRule,
+    RoutingConfigError,
+    WeightedRoute,
+)
+
+from ._configload import ConfigError, Secret, convert, environ, expand_env, load_yaml, read_secret_file
+
+__all__ = [
+    "AccountConfig",
+    "BindType",
+    "CallbackConfig",
+    "Concat",
+    "Config",
+    "ConfigError",
+    "HttpConfig",
+    "IdFormat",
+    "LogConfig",
+    "MessagesConfig",
+    "MtRouteConfig",
+    "NumberingConfig",
+    "SmscConfig",
+    "StoreConfig",
+    "hash_api_key",
+    "load_config",
+]
+
+PosInt = Annotated[int, msgspec.Meta(ge=1)]
+NonNegInt = Annotated[int, msgspec.Meta(ge=0)]
+PosFloat = Annotated[float, msgspec.Meta(gt=0)]
+NonNegFloat = Annotated[float, msgspec.Meta(ge=0)]
+Byte = Annotated[int, msgspec.Meta(ge=0, le=255)]
+
+
+class _Strict(msgspec.Struct, forbid_unknown_fields=True, frozen=True, kw_only=True):
+    """Base of every config section: unknown keys are errors, values are immutable."""
+
+
+class BindType(str, Enum):
+    """How the connector binds: one transceiver, transmitter or receiver per session, or a TX + RX pair."""
+
+    TRX = "trx"
+    TX = "tx"
+    RX = "rx"
+    TX_RX = "tx+rx"
+
+
+class Concat(str, Enum):
+    """How a long message's parts are tied together for this SMSC."""
+
+    UDH8 = "udh8"
+    UDH16 = "udh16"
+    SAR = "sar"
+    PAYLOAD = "payload"
+
+
+class IdFormat(str, Enum):
+    """How the SMSC writes its message ids (in submit_sm_resp and in receipts)."""
+
+    HEX = "hex"
+    DECIMAL = "decimal"
+    AS_IS = "as-is"
+    AUTO = "auto"
+
+
+class ReconnectConfig(_Strict, frozen=True, forbid_unknown_fields=True, kw_only=True):
+    initial_s: PosFloat = 1.0
+    max_s: PosFloat = 60.0
+    multiplier: Annotated[float, msgspec.Meta(ge=1)] = 2.0
+    jitter: Annotated[float, msgspec.Meta(ge=0, le=1)] = 0.2
+
+
+class SmscConfig(_Strict, frozen=True, forbid_unknown_fields=True, kw_only=True):
+    name: str
+    host: str = "127.0.0.1"
+    port: Annotated[int, msgspec.Meta(ge=1, le=65535)] = 2775
+    system_id: Annotated[str, msgspec.Meta(max_length=15)]
+    password: Secret | None = None
+    password_file: str | None = None
+    system_type: Annotated[str, msgspec.Meta(max_length=12)] = ""
+    bind: BindType = BindType.TRX
+    sessions: Annotated[int, msgspec.Meta(ge=1, le=64)] = 1
+    window: Annotated[int, msgspec.Meta(ge=1, le=10000)] = 10
+    throughput_per_s: PosFloat | None = None
+    enquire_link_interval_s: PosFloat = 30.0
+    response_timeout_s: PosFloat = 10.0
+    bind_timeout_s: PosFloat = 10.0
+    reconnect: ReconnectConfig = ReconnectConfig()
+    source_ton: Byte | None = None
+    source_npi: Byte | None = None
+    dest_ton: Byte = 1
+    dest_npi: Byte = 1
+    concatenation: Concat = Concat.UDH8
+    data_coding_default: Byte = 0
+    allow_latin1: bool = False
+    national_languages: list[str] = []
+    receipt_id_format: IdFormat = IdFormat.AUTO
+    service_type: Annotated[str, msgspec.Meta(max_length=5)] = ""
+    registered_delivery: bool = True
+    throttle_backoff_s: PosFloat = 1.0
+
+
+class ApiKeyConfig(_Strict, frozen=True, forbid_unknown_fields=True, kw_only=True):
+    sha256: Annotated[str, msgspec.Meta(pattern="^[0-9a-f]{64}$")]
+    name: str = ""
+
+
+class CallbackConfig(_Strict, frozen=True, forbid_unknown_fields=True, kw_only=True):
+    url: str | None = None
+    secret: Secret | None = None
+    secret_file: str | None = None
+    batch_max: Annotated[int, msgspec.Meta(ge=1, le=10000)] = 1
+    batch_interval_ms: NonNegInt = 200
+    timeout_s: PosFloat = 10.0
+    retry_initial_s: PosFloat = 1.0
+    retry_max_s: PosFloat = 600.0
+    max_age_s: PosFloat = 86400.0 * 3
+
+
+class AccountConfig(_Strict, frozen=True, forbid_unknown_fields=True, kw_only=True):
+    id: Annotated[str, msgspec.Meta(pattern="^[A-Za-z0-9_.-]{1,64}$")]
+    api_keys: list[ApiKeyConfig] = []
+    rate_limit_per_s: PosFloat | None = None
+    rate_limit_burst: PosInt | None = None
+    allowed_sources: list[str] = []
+    default_source: str | None = None
+    country: str | None = None
+    callback: CallbackConfig = CallbackConfig()
+    max_batch: Annotated[int, msgspec.Meta(ge=1, le=1000)] = 1000
+
+
+class HttpConfig(_Strict, frozen=True, forbid_unknown_fields=True, kw_only=True):
+    listen: str = "127.0.0.1:8080"
+    max_body_bytes: PosInt = 4 * 1024 * 1024
+    admin_keys: list[ApiKeyConfig] = []
+
+
+class StoreConfig(_Strict, frozen=True, forbid_unknown_fields=True, kw_only=True):
+    backend: str = "sqlite"
+    path: str = "var/gateway.db"
+    commit_interval_ms: NonNegFloat = 2.0
+    synchronous: str = "normal"
+    max_queue: PosInt = 1_000_000
+    redis_url: str = "redis://127.0.0.1:6379/0"
+
+
+class RetryConfig(_Strict, frozen=True, forbid_unknown_fields=True, kw_only=True):
+    initial_s: PosFloat = 5.0
+    max_s: PosFloat = 600.0
+    multiplier: Annotated[float, msgspec.Meta(ge=1)] = 2.0
+
+
+class MessagesConfig(_Strict, frozen=True, forbid_unknown_fields=True, kw_only=True):
+    default_validity_s: PosFloat = 48 * 3600.0
+    max_validity_s: PosFloat = 7 * 86400.0
+    max_parts: Annotated[int, msgspec.Meta(ge=1, le=255)] = 10
+    retry: RetryConfig = RetryConfig()
+    resend_free_after_crash: bool = True
+    receipt_wait_s: PosFloat = 72 * 3600.0
+
+
+class MtRouteConfig(_Strict, frozen=True, forbid_unknown_fields=True, kw_only=True):
+    name: str = ""
+    prefix: Annotated[str, msgspec.Meta(pattern="^[0-9]*$")] = ""
+    source: str | None = None
+    account: str | None = None
+    smscs: list[str] = []
+    weights: dict[str, PosInt] = {}
+
+
+class CountryConfig(_Strict, frozen=True, forbid_unknown_fields=True, kw_only=True):
+    country: str
+    country_code: Annotated[str, msgspec.Meta(pattern="^[1-9][0-9]{0,2}$")]
+    trunk_prefix: str = ""
+    international_prefixes: list[str] = ["00"]
+    national_lengths: list[PosInt] = []
+
+
+class NumberingConfig(_Strict, frozen=True, forbid_unknown_fields=True, kw_only=True):
+    default_country: str | None = None
+    countries: list[CountryConfig] = []
+    min_digits: PosInt = 7
+
+
+class LogConfig(_Strict, frozen=True, forbid_unknown_fields=True, kw_only=True):
+    format: str = "logfmt"
+    level: str = "info"
+
+
+class ShutdownConfig(_Strict, frozen=True, forbid_unknown_fields=True, kw_only=True):
+    drain_s: PosFloat = 20.0
+
+
+class Config(_Strict, frozen=True, forbid_unknown_fields=True, kw_only=True):
+    """The whole gateway configuration (docs/config.md)."""
+
+    node: str = "gw1"
+    http: HttpConfig = HttpConfig()
+    store: StoreConfig = StoreConfig()
+    accounts: list[AccountConfig] = []
+    smscs: list[SmscConfig] = []
+    routes: list[MtRouteConfig] = []
+    numbering: NumberingConfig = NumberingConfig()
+    messages: MessagesConfig = MessagesConfig()
+    logging: LogConfig = LogConfig()
+    shutdown: ShutdownConfig = ShutdownConfig()
+
+    # Derived at load (not keys of the file).
+    base_dir: str = "."
+
+    def smsc(self, name: str) -> SmscConfig:
+        for s in self.smscs:
+            if s.name == name:
+                return s
+        raise KeyError(name)
+
+    def account(self, account_id: str) -> AccountConfig | None:
+        for a in self.accounts:
+            if a.id == account_id:
+                return a
+        return None
+
+    def numbering_plan(self) -> NumberingPlan:
+        rules = tuple(
+            NumberingRule(c.country, c.country_code, c.trunk_prefix, tuple(c.international_prefixes),
+                          frozenset(c.national_lengths))
+            for c in self.numbering.countries
+        )
+        return NumberingPlan(rules, min_digits=self.numbering.min_digits)
+
+    def mt_router(self) -> MtRouter:
+        return build_mt_router(self)
+
+
+def hash_api_key(key: str) -> str:
+    """The sha256 hex digest that config files hold instead of an API key."""
+    return hashlib.sha256(key.encode("utf-8")).hexdigest()
+
+
+def build_mt_router(cfg: Config) -> MtRouter:
+    """The MT router for `cfg.routes` (checked by load_config)."""
+    rules = []
+    for i, r in enumerate(cfg.routes):
+        name = r.name or f"routes[{i}]"
+        route: FailoverRoute | WeightedRoute
+        if r.weights:
+            route = WeightedRoute(name, tuple(r.weights.items()))
+        else:
+            route = FailoverRoute(name, tuple(r.smscs))
+        rules.append(MtRule(name, r.prefix, route, source=r.source, account=r.account))
+    return MtRouter(tuple(rules))
+
+
+def _check(cfg: Config) -> Config:
+    names = [s.name for s in cfg.smscs]
+    for i, s in enumerate(cfg.smscs):
+        if names.count(s.name) > 1:
+            raise ConfigError(f"duplicate SMSC name {s.name!r}", path=f"smscs[{i}].name")
+        if s.password is None and s.password_file is None:
+            raise ConfigError("set password (or ${ENV}) or password_file", path=f"smscs[{i}]")
+        for lang in s.national_languages:
+            if lang.lower() not in ("turkish", "spanish", "portuguese"):
+                raise ConfigError(f"unknown national language {lang!r} (turkish, spanish, portuguese)",
+                                  path=f"smscs[{i}].national_languages")
+    ids = [a.id for a in cfg.accounts]
+    for i, a in enumerate(cfg.accounts):
+        if ids.count(a.id) > 1:
+            raise ConfigError(f"duplicate account id {a.id!r}", path=f"accounts[{i}].id")
+    for i, r in enumerate(cfg.routes):
+        where = f"routes[{i}]"
+        if bool(r.smscs) == bool(r.weights):
+            raise ConfigError("set either smscs (failover order) or weights, not both and not neither", path=where)
+        for n in [*r.smscs, *r.weights]:
+            if n not in names:
+                raise ConfigError(f"unknown SMSC {n!r} (known: {', '.join(names) or 'none'})", path=where)
+        if r.account is not None and r.account not in ids:
+            raise ConfigError(f"unknown account {r.account!r}", path=f"{where}.account")
+    countries = {c.country for c in cfg.numbering.countries}
+    if cfg.numbering.default_country is not None and cfg.numbering.default_country not in countries:
+        raise ConfigError(f"no rule for country {cfg.numbering.default_country!r} in numbering.countries",
+                          path="numbering.default_country")
+    for i, a in enumerate(cfg.accounts):
+        if a.country is not None and a.country not in countries:
+            raise ConfigError(f"no rule for country {a.country!r} in numbering.countries", path=f"accounts[{i}].country")
+    if cfg.logging.format not in ("logfmt", "json"):
+        raise ConfigError(f"expected logfmt or json, got {cfg.logging.format!r}", path="logging.format")
+    if cfg.logging.level.lower() not in ("debug", "info", "warning", "error"):
+        raise ConfigError(f"expected debug, info, warning or error, got {cfg.logging.level!r}", path="logging.level")
+    if cfg.store.backend not in ("sqlite", "redis"):
+        raise ConfigError(f"expected sqlite or redis, got {cfg.store.backend!r}", path="store.backend")
+    if cfg.store.synchronous not in ("normal", "full"):
+        raise ConfigError(f"expected normal or full, got {cfg.store.synchronous!r}", path="store.synchronous")
+    try:
+        cfg.numbering_plan()
+    except RoutingConfigError as exc:
+        raise ConfigError(exc.detail, path=f"numbering.countries ({exc.rule})") from None
+    try:
+        build_mt_router(cfg)
+    except RoutingConfigError as exc:
+        raise ConfigError(exc.detail, path=f"routes ({exc.rule})") from None
+    return cfg
+
+
+def _resolve_secrets(cfg: Config, base: Path) -> Config:
+    smscs = []
+    for i, s in enumerate(cfg.smscs):
+        if s.password_file is not None:
+            path = str((base / s.password_file) if not Path(s.password_file).is_absolute() else s.password_file)
+            s = msgspec.structs.replace(s, password=read_secret_file(path, f"smscs[{i}].password_file"))
+        smscs.append(s)
+    accounts = []
+    for i, a in enumerate(cfg.accounts):
+        cb = a.callback
+        if cb.secret_file is not None:
+            path = str((base / cb.secret_file) if not Path(cb.secret_file).is_absolute() else cb.secret_file)
+            cb = msgspec.structs.replace(cb, secret=read_secret_file(path, f"accounts[{i}].callback.secret_file"))
+            a = msgspec.structs.replace(a, callback=cb)
+        accounts.append(a)
+    return msgspec.structs.replace(cfg, smscs=smscs, accounts=accounts)
+
+
+def parse_config(data: Any, *, base_dir: str | Path = ".", env: dict[str, str] | None = None) -> Config:
+    """Validate parsed YAML data into a Config.
+
+    Raises:
+        ConfigError: `path: problem`.
+    """
+    if not isinstance(data, dict):
+        raise ConfigError("the file must hold a mapping of sections", path="$")
+    if "base_dir" in data:
+        raise ConfigError("unknown key", path="base_dir")
+    data = expand_env(data, environ() if env is None else env)
+    cfg = convert(data, Config)
+    cfg = msgspec.structs.replace(cfg, base_dir=str(base_dir))
+    return _check(_resolve_secrets(cfg, Path(base_dir)))
+
+
+def load_config(path: str | Path, *, env: dict[str, str] | None = None) -> Config:
+    """Load and validate a gateway config file.
+
+    Relative paths inside it (store.path, *_file) are relative to the file's directory.
+
+    Raises:
+        ConfigError: `path: problem`; the daemon refuses to start (or keeps the old config on reload).
+    """
+    p = Path(path)
+    return parse_config(load_yaml(p), base_dir=p.resolve().parent, env=env)

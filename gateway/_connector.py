@@ -1,0 +1,556 @@
+"""One SMSC and its binds: connect, bind, keep alive, submit within the window and the rate, take receipts and MO.
+
+Rule 1: a window slot is freed only when the outcome of its submit_sm is durable, so that after a crash at
+most the windows' worth of messages can have reached the SMSC without the store knowing.
+Rule 2: a deliver_sm is answered only after its receipt or MO is durable (in arrival order per bind).
+Rule 3: a bind that fails or drops is retried with exponential backoff and jitter; its in-flight messages
+are handed back to the core (or marked unknown, see _core Rule 3); a response timeout recycles the session.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import re
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import anyio
+import anyio.abc
+
+from dlr import parse_receipt
+from routing import mask_msisdn
+from smpp import (
+    Alphabet,
+    BindReceiver,
+    BindTransceiver,
+    BindTransmitter,
+    Concatenation,
+    DataSm,
+    DeliverSm,
+    EsmClass,
+    NationalLanguage,
+    Pdu,
+    ReferenceCounter,
+    Status,
+    SubmitSm,
+    SubmitSmResp,
+    Tlvs,
+    encode_message,
+    encode_pdu,
+    split_message,
+)
+from smpp._session import (
+    ConnectionClosed,
+    Event,
+    PduRejected,
+    RequestReceived,
+    ResponseReceived,
+    ResponseTimedOut,
+    ResponseUndecodable,
+    Role,
+    Session,
+    SessionConfig,
+    UnexpectedResponse,
+)
+from smpp.adapter import ConnectionLost, ResponseTimeout, SmppConnection
+
+from ._config import BindType, Concat, SmscConfig
+from ._core import GatewayCore, SubmitOutcome
+from ._model import Message, Part
+from ._store import Writes
+from ._throttle import AdaptiveRate
+
+__all__ = ["Connector", "ConnectorStatistics", "SessionInfo"]
+
+log = logging.getLogger(__name__)
+
+_CONCAT = {Concat.UDH8: Concatenation.UDH8, Concat.UDH16: Concatenation.UDH16, Concat.SAR: Concatenation.SAR,
+           Concat.PAYLOAD: Concatenation.PAYLOAD}
+_ALPHABETS = {"gsm7": Alphabet.GSM7, "ucs2": Alphabet.UCS2, "latin1": Alphabet.LATIN_1}
+_LANGUAGES = {"turkish": NationalLanguage.TURKISH, "spanish": NationalLanguage.SPANISH,
+              "portuguese": NationalLanguage.PORTUGUESE}
+_ALNUM = re.compile(r"[^0-9+]")
+
+
+class _Done:
+    """An event that is already set: for replies that need no write."""
+
+    @staticmethod
+    async def wait() -> None:
+        return
+
+
+_SET = _Done()
+
+
+@dataclass(slots=True)
+class Job:
+    """One submit_sm to send: a part of a message."""
+
+    msg: Message
+    part: int
+    pdu: SubmitSm
+
+
+@dataclass(slots=True)
+class SessionInfo:
+    """One bind of the connector, as the metrics and /readyz see it."""
+
+    index: int
+    kind: str
+    state: str = "down"
+    bound_since: float | None = None
+    inflight: int = 0
+    last_error: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class ConnectorStatistics:
+    name: str
+    sessions: tuple[SessionInfo, ...]
+    binds_up: int
+    backlog: int
+    inflight: int
+    window: int
+    rate_per_s: float | None
+    throttle_slowdowns: int
+    throttle_waits: int
+    submits: dict[int, int]
+    receipts: int
+    mo: int
+    bind_failures: int
+    reconnects: int
+
+
+@dataclass(slots=True)
+class _Live:
+    """The state of one live connection."""
+
+    conn: SmppConnection
+    info: SessionInfo
+    slots: anyio.Semaphore
+    inflight: dict[int, Job] = field(default_factory=dict)
+    acks: deque[tuple[anyio.Event | _Done, int, Pdu | None, list[Message]]] = field(default_factory=deque)
+    ack_wake: anyio.Event = field(default_factory=anyio.Event)
+
+
+MoHook = Callable[[str, DeliverSm | DataSm, Writes], Callable[[], None] | None]
+
+
+class Connector:
+    """The binds to one SMSC and the backlog of parts waiting for them."""
+
+    def __init__(self, cfg: SmscConfig, core: GatewayCore, *, mo_hook: MoHook | None = None,
+                 clock: Callable[[], float] = anyio.current_time) -> None:
+        self.name = cfg.name
+        self.cfg = cfg
+        self.core = core
+        self.mo_hook = mo_hook
+        self.clock = clock
+        self.rate = AdaptiveRate(cfg.throughput_per_s, recover_s=cfg.throttle_backoff_s)
+        self.refs = ReferenceCounter()
+        self._backlog: deque[Job] = deque()
+        self._backlog_wake = anyio.Event()
+        self._live: list[_Live] = []
+        self.sessions: list[SessionInfo] = []
+        self.stopping = False
+        self._stopped = anyio.Event()
+        self._submits: dict[int, int] = {}
+        self._receipts = 0
+        self._mo = 0
+        self._bind_failures = 0
+        self._reconnects = 0
+        self._throttle_waits = 0
+        self._sent_times: deque[float] = deque(maxlen=256)
+        self._cancel: anyio.CancelScope | None = None
+
+    # ---- what the core sees ----------------------------------------------------------------------------
+
+    @property
+    def can_submit(self) -> bool:
+        return not self.stopping and any(
+            live.info.kind in ("trx", "tx") and live.info.state == "bound" for live in self._live)
+
+    @property
+    def backlog(self) -> int:
+        return len(self._backlog)
+
+    @property
+    def backlog_limit(self) -> int:
+        return max(64, 4 * self.cfg.window * self.cfg.sessions)
+
+    def enqueue(self, msg: Message) -> None:
+        """Queue the parts of `msg` that this SMSC has not accepted yet."""
+        try:
+            pdus = self.build_parts(msg)
+        except ValueError as exc:
+            self.core.fail(msg, "encoding", str(exc), self.name)
+            return
+        for i, pdu in enumerate(pdus):
+            if msg.parts[i].smsc_message_id is None:
+                self._backlog.append(Job(msg, i, pdu))
+        self._backlog_wake.set()
+
+    def build_parts(self, msg: Message) -> list[SubmitSm]:
+        """The submit_sm PDUs of a message for this SMSC (sequence numbers left 0).
+
+        Raises:
+            ValueError: the text cannot be encoded as asked, or needs more parts than allowed.
+        """
+        cfg = self.cfg
+        method = _CONCAT[cfg.concatenation]
+        alphabet = _ALPHABETS.get(msg.encoding)
+        encoded = encode_message(msg.text, method=method, alphabet=alphabet, allow_latin1=cfg.allow_latin1,
+                                 languages=tuple(_LANGUAGES[n.lower()] for n in cfg.national_languages))
+        if msg.concat_ref is None:
+            msg.concat_ref = self.refs.next(msg.to)
+        parts = split_message(encoded, method, msg.concat_ref)
+        if len(parts) > self.core.config.messages.max_parts:
+            raise ValueError(f"the text needs {len(parts)} parts, at most {self.core.config.messages.max_parts} "
+                             "allowed")
+        if len(msg.parts) != len(parts):
+            if any(p.smsc_message_id for p in msg.parts):
+                raise ValueError("the message was split differently by another SMSC; cannot resend its parts")
+            msg.parts = [Part() for _ in parts]
+        msg.data_coding = encoded.data_coding
+        src_ton, src_npi = self._source_ton_npi(msg.source)
+        registered = 1 if (cfg.registered_delivery and msg.registered_delivery) else 0
+        service_type = str(msg.meta.get("service_type", cfg.service_type))
+        extra = msg.meta.get("tlvs")
+        out = []
+        for part in parts:
+            tlvs: dict[str, object] = {}
+            if part.sar is not None:
+                tlvs.update(sar_msg_ref_num=part.sar[0], sar_total_segments=part.sar[1],
+                            sar_segment_seqnum=part.sar[2])
+            if part.payload is not None:
+                tlvs["message_payload"] = part.payload
+            if isinstance(extra, dict):
+                for k, v in extra.items():
+                    tlvs[k] = bytes.fromhex(v["hex"]) if isinstance(v, dict) else v
+            out.append(SubmitSm(
+                service_type=service_type, source_addr_ton=src_ton, source_addr_npi=src_npi,
+                source_addr=msg.source, dest_addr_ton=cfg.dest_ton, dest_addr_npi=cfg.dest_npi,
+                destination_addr=msg.to, esm_class=EsmClass.UDHI if part.udhi else 0,
+                registered_delivery=registered, data_coding=part.data_coding,
+                short_message=part.short_message if part.payload is None else b"",
+                tlvs=Tlvs(tlvs) if tlvs else Tlvs(),  # type: ignore[arg-type]
+            ))
+        return out
+
+    def _source_ton_npi(self, source: str) -> tuple[int, int]:
+        cfg = self.cfg
+        if cfg.source_ton is not None:
+            return cfg.source_ton, cfg.source_npi if cfg.source_npi is not None else 0
+        if _ALNUM.search(source):
+            return 5, 0  # §5.2.5 alphanumeric sender
+        if len(source) <= 8:
+            return 3, 0  # a shortcode: network specific
+        return 1, 1  # an international number, E.164
+
+    # ---- lifecycle -------------------------------------------------------------------------------------
+
+    async def run(self, *, task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
+        """Keep every configured bind up until `stop()`; returns when all binds are closed."""
+        kinds: list[str]
+        bind = self.cfg.bind
+        if bind is BindType.TX_RX:
+            kinds = ["tx", "rx"]
+        else:
+            kinds = [bind.value]
+        async with anyio.create_task_group() as tg:
+            self._cancel = tg.cancel_scope
+            for i in range(self.cfg.sessions):
+                for kind in kinds:
+                    info = SessionInfo(i, kind)
+                    self.sessions.append(info)
+                    tg.start_soon(self._keep_bound, info)
+            task_status.started()
+        self._stopped.set()
+
+    async def stop(self, deadline_s: float) -> None:
+        """Drain: take no new parts, wait for in-flight responses (up to `deadline_s`), unbind every session."""
+        self.stopping = True
+        self._backlog_wake.set()
+        with anyio.move_on_after(deadline_s):
+            while any(live.inflight or live.acks for live in self._live):
+                await anyio.sleep(0.02)
+        for live in list(self._live):
+            with anyio.move_on_after(2, shield=True):
+                await live.conn.unbind()
+        if self._cancel is not None:
+            self._cancel.cancel()
+        self.core.give_back(job.msg for job in self._backlog)
+        self._backlog.clear()
+
+    async def _keep_bound(self, info: SessionInfo) -> None:
+        cfg = self.cfg
+        rc = cfg.reconnect
+        backoff = rc.initial_s
+        while not self.stopping:
+            started = self.clock()
+            try:
+                await self._one_connection(info)
+            except (OSError, TimeoutError, ConnectionLost, ResponseTimeout, anyio.BrokenResourceError,
+                    anyio.EndOfStream) as exc:
+                info.last_error = f"{type(exc).__name__}: {exc}"
+                log.warning("smsc=%s session=%d/%s connection failed: %s", self.name, info.index, info.kind,
+                            info.last_error)
+            except Exception:
+                log.exception("smsc=%s session=%d/%s crashed", self.name, info.index, info.kind)
+                info.last_error = "internal error"
+            info.state = "down"
+            info.bound_since = None
+            if self.stopping:
+                return
+            if self.clock() - started > 30:
+                backoff = rc.initial_s
+            delay = backoff * (1 + rc.jitter * (2 * random.random() - 1))
+            self._reconnects += 1
+            await anyio.sleep(delay)
+            backoff = min(rc.max_s, backoff * rc.multiplier)
+
+    async def _one_connection(self, info: SessionInfo) -> None:
+        cfg = self.cfg
+        info.state = "connecting"
+        with anyio.fail_after(cfg.bind_timeout_s):
+            stream = await anyio.connect_tcp(cfg.host, cfg.port)
+        session = Session(SessionConfig(Role.ESME, window=cfg.window + 2, response_timeout_s=cfg.response_timeout_s,
+                                        enquire_link_interval_s=cfg.enquire_link_interval_s))
+        live: _Live | None = None
+
+        async def handler(ev: Event) -> None:
+            if live is not None:
+                await self._on_event(live, ev)
+
+        conn = SmppConnection(stream, session, handler)
+        live = _Live(conn, info, anyio.Semaphore(cfg.window))
+        async with anyio.create_task_group() as tg:
+            await tg.start(conn.run)
+            info.state = "binding"
+            bind_cls = {"trx": BindTransceiver, "tx": BindTransmitter, "rx": BindReceiver}[info.kind]
+            password = cfg.password or ""
+            with anyio.fail_after(cfg.bind_timeout_s):
+                resp = await conn.request(bind_cls(system_id=cfg.system_id, password=password,
+                                                   system_type=cfg.system_type))
+            if resp.command_status != Status.ESME_ROK:
+                self._bind_failures += 1
+                info.last_error = f"bind refused: {Status.describe(resp.command_status)}"
+                log.error("smsc=%s session=%d/%s %s", self.name, info.index, info.kind, info.last_error)
+                await conn.aclose()
+                tg.cancel_scope.cancel()
+                return
+            info.state = "bound"
+            info.bound_since = self.clock()
+            info.last_error = ""
+            self._live.append(live)
+            log.info("smsc=%s session=%d/%s bound to %s:%d as %s", self.name, info.index, info.kind, cfg.host,
+                     cfg.port, info.kind)
+            tg.start_soon(self._acker, live)
+            if info.kind in ("trx", "tx"):
+                tg.start_soon(self._submit_loop, live)
+                self.core._wake.set()  # noqa: SLF001 - an SMSC came up: waiting messages may go now
+            try:
+                await conn.wait_closed()
+            finally:
+                self._live.remove(live)
+                info.state = "down"
+                tg.cancel_scope.cancel()
+        log.info("smsc=%s session=%d/%s closed: %s", self.name, info.index, info.kind, conn.close_reason)
+
+    # ---- submitting ------------------------------------------------------------------------------------
+
+    async def _take(self) -> Job | None:
+        while not self._backlog:
+            if self.stopping:
+                return None
+            self._backlog_wake = anyio.Event()
+            await self._backlog_wake.wait()
+        return self._backlog.popleft()
+
+    async def _submit_loop(self, live: _Live) -> None:
+        conn = live.conn
+        while not conn.closed and not self.stopping:
+            await live.slots.acquire()
+            job = await self._take()
+            if job is None:
+                live.slots.release()
+                return
+            jobs = [job]
+            while self._backlog and live.slots.value > 0:
+                live.slots.acquire_nowait()
+                jobs.append(self._backlog.popleft())
+            marks = [j.msg for j in jobs if not j.msg.on_wire and (j.msg.charged or not j.msg.resend_after_crash)]
+            if marks:
+                for m in marks:
+                    m.on_wire = True
+                await self.core.store.write(Writes(messages=marks))
+            for i, j in enumerate(jobs):
+                wait = self.rate.take(self.clock())
+                while wait > 0:
+                    self._throttle_waits += 1
+                    await anyio.sleep(wait)
+                    wait = self.rate.take(self.clock())
+                if conn.closed or j.msg.is_final:
+                    rest = jobs[i:]
+                    for _ in rest:
+                        live.slots.release()
+                    self.core.give_back(r.msg for r in rest if not r.msg.is_final)
+                    if conn.closed:
+                        return
+                    continue
+                sent = conn.send(j.pdu)
+                live.inflight[sent.sequence_number] = j
+                live.info.inflight = len(live.inflight)
+                self._sent_times.append(self.clock())
+
+    def _observed_rate(self) -> float:
+        times = self._sent_times
+        if len(times) < 2:
+            return 1.0
+        span = times[-1] - times[0]
+        return len(times) / span if span > 0 else float(len(times))
+
+    async def _acker(self, live: _Live) -> None:
+        """Rules 1 and 2: free window slots and answer deliver_sm once their writes are durable, in order."""
+        conn = live.conn
+        while True:
+            while not live.acks:
+                live.ack_wake = anyio.Event()
+                await live.ack_wake.wait()
+            done, slots, reply, finals = live.acks[0]
+            await done.wait()
+            live.acks.popleft()
+            for _ in range(slots):
+                live.slots.release()
+            if reply is not None and not conn.closed:
+                try:
+                    conn.send(reply)
+                except ConnectionLost:
+                    pass
+            if finals:
+                self.core.after_commit(finals)
+
+    def _durable(self, live: _Live, writes: Writes, *, slots: int = 0, reply: Pdu | None = None) -> None:
+        """Queue writes; free `slots` and send `reply` once they are durable."""
+        if writes.messages or writes.smsc_ids or writes.mo or writes.early_receipts_done:
+            done = self.core.store.write_nowait(writes)  # type: ignore[attr-defined]
+        else:
+            done = _SET
+        finals = [m for m in writes.messages if m.is_final]
+        live.acks.append((done, slots, reply, finals))
+        live.ack_wake.set()
+
+    # ---- events ----------------------------------------------------------------------------------------
+
+    async def _on_event(self, live: _Live, ev: Event) -> None:
+        match ev:
+            case ResponseReceived(request=SubmitSm() as req, response=resp):
+                self._on_submit_resp(live, req, resp)
+            case ResponseTimedOut(request=SubmitSm() as req):
+                self._lost(live, req.sequence_number, "no submit_sm_resp before the response timeout")
+                log.warning("smsc=%s session=%d response timeout: recycling the session", self.name,
+                            live.info.index)
+                await live.conn.aclose()
+            case ResponseUndecodable(request=SubmitSm() as req, error=err):
+                self._lost(live, req.sequence_number, f"undecodable submit_sm_resp: {err}")
+            case RequestReceived(pdu=DeliverSm() | DataSm() as pdu):
+                await self._on_deliver(live, pdu)
+            case ConnectionClosed(unanswered=unanswered):
+                for pending in unanswered:
+                    if isinstance(pending, SubmitSm):
+                        self._lost(live, pending.sequence_number, "connection closed before the submit_sm_resp")
+                for _, j in list(live.inflight.items()):
+                    self._lost_job(live, j, "connection closed")
+                live.inflight.clear()
+            case PduRejected(error=err):
+                log.warning("smsc=%s session=%d rejected a PDU from the SMSC: %s", self.name, live.info.index, err)
+            case UnexpectedResponse(response=resp):
+                log.warning("smsc=%s session=%d unexpected %s seq=%d", self.name, live.info.index, resp.name,
+                            resp.sequence_number)
+            case _:
+                pass
+
+    def _on_submit_resp(self, live: _Live, req: SubmitSm, resp: Pdu) -> None:
+        job = live.inflight.pop(req.sequence_number, None)
+        live.info.inflight = len(live.inflight)
+        if job is None:
+            return
+        status = resp.command_status
+        self._submits[status] = self._submits.get(status, 0) + 1
+        writes = Writes()
+        msg = job.msg
+        if status == Status.ESME_ROK and isinstance(resp, SubmitSmResp) and resp.message_id:
+            early = self.core.submit_ok(msg, job.part, self.name, resp.message_id, writes)
+            for receipt in early:
+                self.core.apply_receipt(msg.id, job.part, receipt, self.name, writes)
+                row = self.core.early_row(receipt)
+                if row is not None:
+                    writes.early_receipts_done.append(row)
+        elif status == Status.ESME_ROK:
+            # An SMSC that accepts without an id: the receipt can never be matched; count it submitted.
+            self.core.submit_ok(msg, job.part, self.name, f"noid-{msg.id}-{job.part}", writes)
+        else:
+            outcome = self.core.submit_failed(msg, job.part, self.name, status, writes)
+            if outcome == SubmitOutcome.THROTTLED:
+                self.rate.throttled(self.clock(), self._observed_rate())
+            elif outcome == SubmitOutcome.PERMANENT:
+                self._drop_siblings(msg)
+            log.info("smsc=%s id=%s to=%s part=%d refused: %s (%s)", self.name, msg.id, mask_msisdn(msg.to),
+                     job.part + 1, Status.describe(status), outcome)
+        self._durable(live, writes, slots=1)
+
+    def _drop_siblings(self, msg: Message) -> None:
+        if any(j.msg is msg for j in self._backlog):
+            self._backlog = deque(j for j in self._backlog if j.msg is not msg)
+
+    def _lost(self, live: _Live, seq: int, reason: str) -> None:
+        job = live.inflight.pop(seq, None)
+        live.info.inflight = len(live.inflight)
+        if job is not None:
+            self._lost_job(live, job, reason)
+
+    def _lost_job(self, live: _Live, job: Job, reason: str) -> None:
+        writes = Writes()
+        self.core.submit_lost(job.msg, job.part, self.name, reason, writes)
+        if job.msg.is_final:
+            log.error("smsc=%s id=%s outcome unknown: %s", self.name, job.msg.id, reason)
+        self._durable(live, writes, slots=1)
+
+    async def _on_deliver(self, live: _Live, pdu: DeliverSm | DataSm) -> None:
+        reply = pdu.make_response()
+        receipt = parse_receipt(pdu)
+        writes = Writes()
+        if receipt is None:
+            self._mo += 1
+            if self.mo_hook is not None:
+                self.mo_hook(self.name, pdu, writes)
+            self._durable(live, writes, reply=reply)
+            return
+        self._receipts += 1
+        hit = self.core.match_receipt(self.name, receipt)
+        if hit is None:
+            # Early (its submit_sm_resp has not come yet) or unknown: keep it durably, then answer.
+            rows = await self.core.store.write(Writes(early_receipts=[(self.name, encode_pdu(pdu))]))
+            if rows:
+                self.core.park_rows(receipt, rows[0])
+            self._durable(live, writes, reply=reply)
+            return
+        self.core.apply_receipt(hit[0], hit[1], receipt, self.name, writes)
+        row = self.core.early_row(receipt)
+        if row is not None:
+            writes.early_receipts_done.append(row)
+        self._durable(live, writes, reply=reply)
+
+    def statistics(self) -> ConnectorStatistics:
+        rate = self.rate.statistics()
+        return ConnectorStatistics(
+            name=self.name, sessions=tuple(self.sessions),
+            binds_up=sum(1 for s in self.sessions if s.state == "bound"), backlog=len(self._backlog),
+            inflight=sum(len(live.inflight) for live in self._live), window=self.cfg.window,
+            rate_per_s=rate.current_per_s, throttle_slowdowns=rate.slowdowns, throttle_waits=self._throttle_waits,
+            submits=dict(self._submits), receipts=self._receipts, mo=self._mo, bind_failures=self._bind_failures,
+            reconnects=self._reconnects,
+        )

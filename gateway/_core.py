@@ -1,0 +1,534 @@
+"""The gateway's heart: accepted messages in, routed to connectors, results and receipts back into statuses.
+
+Rule 1: accepted means durable: `accept` returns only after the store committed the messages.
+Rule 2: every non-final message is in `messages` or in the store, and in exactly one of: the ready heap,
+a connector's backlog, or in flight on a session; a message leaves them only by becoming final or by going
+back to the heap (retry, failover, throttling).
+Rule 3: a charged message, or one whose account forbids resending, is marked `on_wire` durably before its
+first submit_sm; after a crash, or when its outcome is lost (response timeout, connection lost), it becomes
+`unknown` and is never sent again by the gateway itself.
+Rule 4: a deliver_sm (receipt or MO) is answered only after what it told us is durable.
+"""
+
+from __future__ import annotations
+
+import heapq
+import logging
+import random
+import time
+from collections import OrderedDict, deque
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import anyio
+import anyio.abc
+
+from dlr import Correlator, IdPolicy, Receipt, ReceiptStatus, fold_part_statuses, receipt_keys
+from routing import MtRouter, NoSmscUp, NumberingPlan, mask_msisdn
+from smpp import Status
+
+from ._config import Config, SmscConfig
+from ._model import Message, MessageStatus, Part, StatusChange
+from ._store import Store, Writes
+
+__all__ = ["CoreStatistics", "GatewayCore", "SubmitOutcome", "classify_status"]
+
+log = logging.getLogger(__name__)
+
+
+class SubmitOutcome:
+    """How a submit_sm_resp status is handled (see classify_status)."""
+
+    OK = "ok"
+    THROTTLED = "throttled"
+    RETRY = "retry"
+    PERMANENT = "permanent"
+
+
+# §5.1.3 statuses that mean "slow down and try again": the SMSC is healthy but saturated.
+_THROTTLE = frozenset({Status.ESME_RTHROTTLED, Status.ESME_RMSGQFUL})
+# Statuses that say the message itself is wrong or refused for good: resending cannot help.
+_PERMANENT = frozenset({
+    Status.ESME_RINVMSGLEN, Status.ESME_RINVCMDLEN, Status.ESME_RINVCMDID, Status.ESME_RINVPRTFLG,
+    Status.ESME_RINVREGDLVFLG, Status.ESME_RINVSRCADR, Status.ESME_RINVDSTADR, Status.ESME_RINVSERTYP,
+    Status.ESME_RINVESMCLASS, Status.ESME_RINVSRCTON, Status.ESME_RINVSRCNPI, Status.ESME_RINVDSTTON,
+    Status.ESME_RINVDSTNPI, Status.ESME_RINVSCHED, Status.ESME_RINVEXPIRY, Status.ESME_RINVDFTMSGID,
+    Status.ESME_RX_P_APPN, Status.ESME_RX_R_APPN, Status.ESME_RINVOPTPARSTREAM, Status.ESME_ROPTPARNOTALLWD,
+    Status.ESME_RINVPARLEN, Status.ESME_RMISSINGOPTPARAM, Status.ESME_RINVOPTPARAMVAL, Status.ESME_RINVNUMDESTS,
+    Status.ESME_RINVDESTFLAG, Status.ESME_RINVREPFLAG,
+})
+
+
+def classify_status(status: int) -> str:
+    """Sort a submit_sm_resp command_status into OK, THROTTLED, RETRY or PERMANENT.
+
+    Temporary failures (ESME_RSYSERR, ESME_RSUBMITFAIL, ESME_RX_T_APPN, ESME_RDELIVERYFAILURE, vendor codes
+    and anything unassigned) are retried with backoff until the message's validity ends.
+    """
+    if status == Status.ESME_ROK:
+        return SubmitOutcome.OK
+    if status in _THROTTLE:
+        return SubmitOutcome.THROTTLED
+    if status in _PERMANENT:
+        return SubmitOutcome.PERMANENT
+    return SubmitOutcome.RETRY
+
+
+_RECEIPT_TO_STATUS = {
+    ReceiptStatus.DELIVERED: MessageStatus.DELIVERED,
+    ReceiptStatus.UNDELIVERABLE: MessageStatus.UNDELIVERABLE,
+    ReceiptStatus.EXPIRED: MessageStatus.EXPIRED,
+    ReceiptStatus.REJECTED: MessageStatus.REJECTED,
+    ReceiptStatus.DELETED: MessageStatus.FAILED,
+    ReceiptStatus.UNKNOWN: MessageStatus.UNKNOWN,
+}
+
+
+class ConnectorPort(Protocol):
+    """What the core needs of a connector."""
+
+    name: str
+
+    @property
+    def can_submit(self) -> bool: ...
+
+    @property
+    def backlog(self) -> int: ...
+
+    @property
+    def backlog_limit(self) -> int: ...
+
+    def enqueue(self, message: Message) -> None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class CoreStatistics:
+    open_messages: int
+    ready: int
+    accepted_total: int
+    final_total: int
+    receipts_total: int
+    receipts_unmatched_total: int
+
+
+CallbackHook = Callable[[Message], None]
+
+
+class GatewayCore:
+    """Holds the working set of non-final messages and moves them between the store, the heap and connectors."""
+
+    def __init__(self, config: Config, store: Store, *, wall: Callable[[], float] = time.time,
+                 rng: Callable[[], float] = random.random) -> None:
+        self.store = store
+        self.wall = wall
+        self.rng = rng
+        self.messages: dict[str, Message] = {}
+        self.connectors: dict[str, ConnectorPort] = {}
+        self.on_final: CallbackHook | None = None
+        # Metrics hooks: a message became submitted / final; the float is seconds since it was accepted
+        # (or since its send_at for a scheduled message).
+        self.observe_submitted: Callable[[Message, float], None] | None = None
+        self.observe_final: Callable[[Message, float], None] | None = None
+        self._heap: list[tuple[float, int, str]] = []
+        self._seq = 0
+        self._wake = anyio.Event()
+        self._waiting_logged: set[str] = set()
+        self._submitted_lru: OrderedDict[str, None] = OrderedDict()
+        self.max_submitted_in_memory = 200_000
+        self.correlator = Correlator()
+        self._early_rows: dict[int, int] = {}  # id(receipt) -> early_receipts row
+        self._post: deque[tuple[anyio.Event, list[Message]]] = deque()
+        self._post_wake = anyio.Event()
+        self.accepted_total = 0
+        self.final_total = 0
+        self.receipts_total = 0
+        self.receipts_unmatched_total = 0
+        self.apply_config(config)
+
+    # ---- configuration ---------------------------------------------------------------------------------
+
+    def apply_config(self, config: Config) -> None:
+        """Swap in a new config (validated already): router, numbering plan, id policies."""
+        self.config = config
+        self.router: MtRouter = config.mt_router()
+        self.numbering: NumberingPlan = config.numbering_plan()
+        self._policies = {s.name: _policy(s) for s in config.smscs}
+
+    def policy(self, smsc: str) -> IdPolicy:
+        return self._policies.get(smsc) or IdPolicy.parse("auto")
+
+    # ---- startup ---------------------------------------------------------------------------------------
+
+    def restore(self) -> tuple[int, int]:
+        """Load every non-final message after a (re)start; returns (requeued, marked unknown).
+
+        A message that may have been on the wire and may not be resent (Rule 3) becomes `unknown` now.
+        """
+        now = self.wall()
+        requeued = unknown = 0
+        writes = Writes()
+        for msg in self.store.open_messages():
+            if msg.status is MessageStatus.SUBMITTED:
+                self.messages[msg.id] = msg
+                self._remember_submitted(msg.id)
+                continue
+            if msg.on_wire and (msg.charged or not msg.resend_after_crash):
+                msg.set_status(MessageStatus.UNKNOWN, now, "restart: may have reached the SMSC; not resent")
+                msg.error = {"code": "outcome_unknown", "message": "the gateway stopped while the message was on the wire"}
+                self._finalise(msg)
+                writes.messages.append(msg)
+                unknown += 1
+                continue
+            msg.on_wire = False
+            self.messages[msg.id] = msg
+            self.schedule(msg, max(now, msg.next_attempt_at, msg.send_at or 0.0))
+            requeued += 1
+        for early in self.store.early_receipts():
+            from smpp import DeliverSm, decode_pdu  # noqa: PLC0415 - only on restart
+
+            pdu = decode_pdu(early.pdu)
+            if isinstance(pdu, DeliverSm):
+                from dlr import parse_receipt  # noqa: PLC0415
+
+                receipt = parse_receipt(pdu)
+                if receipt is not None:
+                    self.correlator.match(early.smsc, receipt, anyio.current_time(), policy=self.policy(early.smsc))
+                    self._early_rows[id(receipt)] = early.id
+        if writes.messages:
+            self.write_then(writes)
+        return requeued, unknown
+
+    # ---- the ready heap --------------------------------------------------------------------------------
+
+    def schedule(self, msg: Message, due: float) -> None:
+        """Put `msg` in the ready heap, due at wall-clock time `due`."""
+        msg.next_attempt_at = due
+        self._seq += 1
+        heapq.heappush(self._heap, (due, self._seq, msg.id))
+        self._wake.set()
+
+    @property
+    def ready_count(self) -> int:
+        return len(self._heap)
+
+    async def run_dispatcher(self, *, task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
+        """Route due messages to connectors until cancelled."""
+        task_status.started()
+        while True:
+            self._wake = anyio.Event()
+            delay = self.dispatch_due()
+            if delay is None:
+                await self._wake.wait()
+            else:
+                with anyio.move_on_after(delay):
+                    await self._wake.wait()
+
+    def dispatch_due(self) -> float | None:
+        """Route every due message; returns the seconds until the next one is due (None: nothing waits)."""
+        now = self.wall()
+        heap = self._heap
+        writes = Writes()
+        busy: set[str] = set()
+        deferred: list[Message] = []
+        while heap and heap[0][0] <= now:
+            _, _, mid = heapq.heappop(heap)
+            msg = self.messages.get(mid)
+            if msg is None or msg.is_final or msg.status is not MessageStatus.QUEUED:
+                continue
+            outcome = self._route(msg, now, busy)
+            if outcome == "written":
+                writes.messages.append(msg)
+            elif outcome == "busy":
+                deferred.append(msg)
+        for msg in deferred:  # connectors are full: try again shortly, keeping arrival order
+            self.schedule(msg, now + 0.02)
+        if writes.messages:
+            self.write_then(writes)
+        if not heap:
+            return None
+        return max(0.0, heap[0][0] - self.wall())
+
+    def _route(self, msg: Message, now: float, busy: set[str]) -> str:
+        if now >= msg.expires_at:
+            msg.set_status(MessageStatus.EXPIRED, now, "validity ended before the message could be submitted")
+            msg.error = {"code": "validity_expired", "message": "no SMSC accepted the message within its validity"}
+            self._finalise(msg)
+            return "written"
+        decision = self.router.decide(msg.to, source=msg.source, account=msg.account)
+        route = decision.route
+        if route is None:
+            msg.set_status(MessageStatus.FAILED, now, "no route")
+            msg.error = {"code": "no_route", "message": decision.reason}
+            self._finalise(msg)
+            return "written"
+        up = {name for name, c in self.connectors.items() if c.can_submit}
+        choice = route.resolve(up, self.rng)
+        if isinstance(choice, NoSmscUp):
+            if msg.id not in self._waiting_logged:
+                self._waiting_logged.add(msg.id)
+                log.warning("id=%s route=%s every SMSC is down, the message waits", msg.id, route.name)
+            self.schedule(msg, now + 1.0)
+            return "waiting"
+        candidates = [choice.smsc, *choice.alternates]
+        for name in candidates:
+            if name in busy:
+                continue
+            connector = self.connectors[name]
+            if connector.backlog >= connector.backlog_limit:
+                busy.add(name)
+                continue
+            self._waiting_logged.discard(msg.id)
+            msg.route = route.name
+            connector.enqueue(msg)
+            return "enqueued"
+        return "busy"
+
+    # ---- accepting -------------------------------------------------------------------------------------
+
+    async def accept(self, messages: list[Message], writes: Writes | None = None) -> None:
+        """Make `messages` durable, then queue them (Rule 1).
+
+        Raises:
+            StoreClosed: the store cannot make them durable; nothing was accepted.
+        """
+        w = writes or Writes()
+        w.messages.extend(messages)
+        await self.store.write(w)
+        now = self.wall()
+        for msg in messages:
+            self.messages[msg.id] = msg
+            self.schedule(msg, max(now, msg.send_at or 0.0))
+        self.accepted_total += len(messages)
+
+    def cancel(self, msg: Message) -> bool:
+        """Cancel a message that has not been submitted yet; False when it is too late."""
+        if msg.is_final or msg.status is not MessageStatus.QUEUED or msg.on_wire or any(
+                p.smsc_message_id for p in msg.parts):
+            return False
+        live = self.messages.get(msg.id)
+        if live is not None and live is not msg and (live.on_wire or live.status is not MessageStatus.QUEUED):
+            return False
+        target = live or msg
+        target.set_status(MessageStatus.CANCELLED, self.wall(), "cancelled by the API")
+        self._finalise(target)
+        return True
+
+    # ---- writes that end in callbacks ------------------------------------------------------------------
+
+    def write_then(self, writes: Writes) -> None:
+        """Queue `writes`; once durable, the messages among them that became final go to their callbacks."""
+        done = self.store.write_nowait(writes)  # type: ignore[attr-defined]
+        finals = [m for m in writes.messages if m.is_final]
+        if finals:
+            self._post.append((done, finals))
+            self._post_wake.set()
+
+    async def run_post_commit(self, *, task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
+        """Hand final messages to the callback sender in commit order (see write_then)."""
+        task_status.started()
+        while True:
+            while not self._post:
+                self._post_wake = anyio.Event()
+                await self._post_wake.wait()
+            done, finals = self._post[0]
+            await done.wait()
+            self._post.popleft()
+            self.after_commit(finals)
+
+    def fail(self, msg: Message, code: str, message: str, smsc: str = "") -> None:
+        """End `msg` as failed now (an error that no SMSC could change), durably and with its callback."""
+        msg.set_status(MessageStatus.FAILED, self.wall(), message, smsc)
+        msg.error = {"code": code, "message": message}
+        self._finalise(msg)
+        self.write_then(Writes(messages=[msg]))
+
+    # ---- results from connectors -----------------------------------------------------------------------
+
+    def _finalise(self, msg: Message) -> None:
+        """Bookkeeping when `msg` became final: leave the working set, flag its callback."""
+        self.messages.pop(msg.id, None)
+        self._submitted_lru.pop(msg.id, None)
+        self._waiting_logged.discard(msg.id)
+        self.final_total += 1
+        if self.observe_final is not None:
+            self.observe_final(msg, msg.status_at - max(msg.created_at, msg.send_at or 0.0))
+        if self.callback_target(msg) is not None:
+            msg.callback_pending = True
+
+    def callback_target(self, msg: Message) -> str | None:
+        if msg.callback_url:
+            return msg.callback_url
+        account = self.config.account(msg.account)
+        return account.callback.url if account is not None else None
+
+    def after_commit(self, msgs: Iterable[Message]) -> None:
+        """Hand messages that became final (and are durable now) to the callback sender."""
+        hook = self.on_final
+        if hook is None:
+            return
+        for m in msgs:
+            if m.is_final and m.callback_pending:
+                hook(m)
+
+    def submit_ok(self, msg: Message, part: int, smsc: str, smsc_message_id: str, writes: Writes) -> list[Receipt]:
+        """A part was accepted by the SMSC. Returns receipts that had arrived before this resp."""
+        now = self.wall()
+        msg.parts[part].smsc_message_id = smsc_message_id
+        msg.parts[part].smsc = smsc
+        policy = self.policy(smsc)
+        from dlr import correlation_keys  # noqa: PLC0415 - keep the import list of the hot path short
+
+        for key in correlation_keys(smsc_message_id, policy):
+            writes.smsc_ids.append((smsc, key, msg.id, part))
+        early = self.correlator.register(smsc, smsc_message_id, msg.id, part, anyio.current_time(), policy=policy,
+                                         destination=msg.to)
+        if all(p.smsc_message_id for p in msg.parts) and msg.status is MessageStatus.QUEUED:
+            msg.smsc = smsc
+            msg.set_status(MessageStatus.SUBMITTED, now, "", smsc)
+            msg.on_wire = False
+            self._remember_submitted(msg.id)
+            if self.observe_submitted is not None:
+                self.observe_submitted(msg, now - max(msg.created_at, msg.send_at or 0.0))
+        writes.messages.append(msg)
+        return early
+
+    def _remember_submitted(self, mid: str) -> None:
+        lru = self._submitted_lru
+        lru[mid] = None
+        while len(lru) > self.max_submitted_in_memory:
+            old, _ = lru.popitem(last=False)
+            self.messages.pop(old, None)  # still in the store; a receipt reloads it
+
+    def submit_failed(self, msg: Message, part: int, smsc: str, status: int, writes: Writes) -> str:
+        """A part was refused; returns the SubmitOutcome applied (the caller slows down on THROTTLED)."""
+        now = self.wall()
+        outcome = classify_status(status)
+        name = Status.describe(status)
+        if outcome == SubmitOutcome.THROTTLED:
+            self._requeue(msg, now + 0.05, None)
+            return outcome
+        if outcome == SubmitOutcome.PERMANENT or (msg.charged and any(p.smsc_message_id for p in msg.parts)):
+            msg.set_status(MessageStatus.FAILED, now, name, smsc)
+            msg.error = {"code": "smsc_refused", "smpp_status": status, "smpp_status_name": name,
+                         "message": f"{smsc} refused part {part + 1} with {name}"}
+            msg.on_wire = False
+            self._finalise(msg)
+            writes.messages.append(msg)
+            return SubmitOutcome.PERMANENT
+        msg.attempts += 1
+        retry = self.config.messages.retry
+        delay = min(retry.max_s, retry.initial_s * retry.multiplier ** max(0, msg.attempts - 1))
+        if now + delay >= msg.expires_at:
+            msg.set_status(MessageStatus.EXPIRED, now, f"{name}; validity ends before the next attempt", smsc)
+            msg.error = {"code": "validity_expired", "smpp_status": status, "smpp_status_name": name,
+                         "message": "temporary SMSC errors until the validity ended"}
+            self._finalise(msg)
+        else:
+            msg.history.append(StatusChange(now, "retry", name, smsc))
+            self._requeue(msg, now + delay * (0.8 + 0.4 * self.rng()), None)
+        msg.on_wire = False
+        writes.messages.append(msg)
+        return SubmitOutcome.RETRY
+
+    def submit_lost(self, msg: Message, part: int, smsc: str, reason: str, writes: Writes) -> None:
+        """A part's outcome is unknown (response timeout, connection lost, undecodable response): Rule 3."""
+        now = self.wall()
+        if msg.is_final:
+            return
+        if msg.charged or not msg.resend_after_crash:
+            msg.set_status(MessageStatus.UNKNOWN, now, reason, smsc)
+            msg.error = {"code": "outcome_unknown", "message": f"{reason}; the message may have been delivered and "
+                         "is not resent"}
+            self._finalise(msg)
+        else:
+            msg.history.append(StatusChange(now, "retry", reason, smsc))
+            msg.attempts += 1
+            self._requeue(msg, now + 0.5, None)
+        msg.on_wire = False
+        writes.messages.append(msg)
+
+    def _requeue(self, msg: Message, due: float, detail: str | None) -> None:
+        if detail:
+            msg.history.append(StatusChange(self.wall(), "requeued", detail))
+        self.schedule(msg, due)
+
+    def give_back(self, msgs: Iterable[Message]) -> None:
+        """A connector returns messages it could not send (it went down): route them again now."""
+        now = self.wall()
+        for msg in msgs:
+            if not msg.is_final and msg.id in self.messages:
+                self.schedule(msg, now)
+
+    # ---- receipts --------------------------------------------------------------------------------------
+
+    def match_receipt(self, smsc: str, receipt: Receipt) -> tuple[str, int] | None:
+        """Our (message_id, part) for a receipt, from memory or the store; None parks it as early."""
+        mono = anyio.current_time()
+        policy = self.policy(smsc)
+        m = self.correlator.match(smsc, receipt, mono, policy=policy)
+        if m is not None:
+            return m.message_id, m.part
+        keys = receipt_keys(receipt, policy)
+        hit = self.store.lookup_smsc_id(smsc, keys)
+        if hit is None:
+            return None
+        mid, part = hit
+        # Known to the store only (a restart, or evicted from memory): register it so the parked receipt,
+        # which the correlator now holds, is handed back and the next receipt for it is matched in memory.
+        for key in keys:
+            self.correlator.register(smsc, key, mid, part, mono, policy=IdPolicy.parse("as-is"))
+        return mid, part
+
+    def apply_receipt(self, mid: str, part: int, receipt: Receipt, smsc: str, writes: Writes) -> Message | None:
+        """Fold a receipt into its message (Rule 1 of _model); the message to write, or None if unknown."""
+        self.receipts_total += 1
+        msg = self.messages.get(mid) or self.store.get(mid)
+        if msg is None:
+            self.receipts_unmatched_total += 1
+            log.error("smsc=%s id=%s receipt for a message the store does not know", smsc, mid)
+            return None
+        now = self.wall()
+        if part >= len(msg.parts):
+            msg.parts.extend(Part() for _ in range(part + 1 - len(msg.parts)))
+        detail = receipt.stat or receipt.status.value
+        if receipt.error_code is not None:
+            detail = f"{detail} err={receipt.error_code}"
+        if not receipt.status.is_final:
+            msg.history.append(StatusChange(now, receipt.status.value.lower(), detail, smsc))
+            writes.messages.append(msg)
+            return msg
+        msg.parts[part].receipt = receipt.status.value
+        folded = fold_part_statuses(ReceiptStatus(p.receipt) if p.receipt else None for p in msg.parts)
+        if folded is None or not folded.is_final:
+            msg.history.append(StatusChange(now, f"part {part + 1}: {receipt.status.value.lower()}", detail, smsc))
+            writes.messages.append(msg)
+            return msg
+        status = _RECEIPT_TO_STATUS.get(folded, MessageStatus.UNKNOWN)
+        if msg.set_status(status, now, detail, smsc):
+            if status is not MessageStatus.DELIVERED:
+                msg.error = {"code": "receipt", "receipt_status": folded.value, "err": receipt.err,
+                             "network_error": None if receipt.network_error is None else
+                             [receipt.network_error.network_type, receipt.network_error.error_code]}
+            self._finalise(msg)
+        writes.messages.append(msg)
+        return msg
+
+    def park_rows(self, receipt: Receipt, row: int) -> None:
+        self._early_rows[id(receipt)] = row
+
+    def early_row(self, receipt: Receipt) -> int | None:
+        return self._early_rows.pop(id(receipt), None)
+
+    def statistics(self) -> CoreStatistics:
+        return CoreStatistics(len(self.messages), len(self._heap), self.accepted_total, self.final_total,
+                              self.receipts_total, self.receipts_unmatched_total)
+
+
+def _policy(s: SmscConfig) -> IdPolicy:
+    return IdPolicy.parse(s.receipt_id_format.value)
+
+
+def describe(msg: Message) -> dict[str, Any]:
+    """Log fields for a message (MSISDN masked, no text)."""
+    return {"id": msg.id, "to": mask_msisdn(msg.to), "status": msg.status.value}

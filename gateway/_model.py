@@ -1,0 +1,164 @@
+"""The message record and its statuses.
+
+Rule 1: a message's status only moves forward: queued -> submitted -> a final status, or straight to a final
+status; once final it never changes (a late receipt for a message already final is recorded in its history
+but does not change its status).
+Rule 2: every change of status appends to `history`, with the time and what caused it.
+Rule 3: a charged message that may have reached the SMSC (`on_wire`) is never submitted again by the gateway
+itself: after a crash it becomes `unknown`, for reconciliation.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from enum import Enum
+from typing import Any, NewType
+
+import msgspec
+
+__all__ = [
+    "FINAL_STATUSES",
+    "Message",
+    "MessageId",
+    "MessageStatus",
+    "Part",
+    "StatusChange",
+    "new_message_id",
+]
+
+MessageId = NewType("MessageId", str)
+
+
+class MessageStatus(str, Enum):
+    """Where a message is in its life (docs/http-api.md lists them for API users)."""
+
+    QUEUED = "queued"
+    SUBMITTED = "submitted"
+    DELIVERED = "delivered"
+    UNDELIVERABLE = "undeliverable"
+    EXPIRED = "expired"
+    REJECTED = "rejected"
+    FAILED = "failed"
+    UNKNOWN = "unknown"
+    CANCELLED = "cancelled"
+
+    @property
+    def is_final(self) -> bool:
+        return self in FINAL_STATUSES
+
+
+FINAL_STATUSES = frozenset({
+    MessageStatus.DELIVERED, MessageStatus.UNDELIVERABLE, MessageStatus.EXPIRED, MessageStatus.REJECTED,
+    MessageStatus.FAILED, MessageStatus.UNKNOWN, MessageStatus.CANCELLED,
+})
+
+
+class StatusChange(msgspec.Struct, array_like=True, frozen=True):
+    """One entry of a message's history: when, which status, and why (a short reason or SMPP status name)."""
+
+    at: float
+    status: str
+    detail: str = ""
+    smsc: str = ""
+
+
+class Part(msgspec.Struct, array_like=True):
+    """One submit_sm of a message: the SMSC's id for it once accepted, and its receipt status once known."""
+
+    smsc_message_id: str | None = None
+    receipt: str | None = None
+    smsc: str | None = None
+
+
+class Message(msgspec.Struct, kw_only=True):
+    """One MT message, as stored (MessagePack) and as kept in memory while it is not final."""
+
+    id: str
+    account: str
+    to: str
+    source: str
+    text: str
+    encoding: str = "auto"
+    reference: str | None = None
+    callback_url: str | None = None
+    created_at: float
+    send_at: float | None = None
+    expires_at: float
+    status: MessageStatus = MessageStatus.QUEUED
+    status_at: float = 0.0
+    attempts: int = 0
+    next_attempt_at: float = 0.0
+    smsc: str | None = None
+    route: str | None = None
+    parts: list[Part] = []
+    concat_ref: int | None = None
+    data_coding: int | None = None
+    error: dict[str, Any] | None = None
+    history: list[StatusChange] = []
+    on_wire: bool = False
+    charged: bool = False
+    resend_after_crash: bool = True
+    category: str | None = None
+    idempotency_key: str | None = None
+    callback_pending: bool = False
+    registered_delivery: bool = True
+    meta: dict[str, Any] = {}
+
+    @property
+    def is_final(self) -> bool:
+        return self.status in FINAL_STATUSES
+
+    def set_status(self, status: MessageStatus, now: float, detail: str = "", smsc: str = "") -> bool:
+        """Move to `status` (Rule 1); returns False and only records history when the message is already final."""
+        if self.is_final:
+            self.history.append(StatusChange(now, f"late:{status.value}", detail, smsc))
+            return False
+        self.status = status
+        self.status_at = now
+        self.history.append(StatusChange(now, status.value, detail, smsc))
+        return True
+
+    def to_json(self) -> dict[str, Any]:
+        """The API view of the message (docs/http-api.md)."""
+        return {
+            "id": self.id,
+            "status": self.status.value,
+            "to": self.to,
+            "from": self.source,
+            "account": self.account,
+            "reference": self.reference,
+            "created_at": _iso(self.created_at),
+            "send_at": _iso(self.send_at) if self.send_at else None,
+            "expires_at": _iso(self.expires_at),
+            "status_at": _iso(self.status_at),
+            "attempts": self.attempts,
+            "smsc": self.smsc,
+            "parts": [{"smsc_message_id": p.smsc_message_id, "receipt": p.receipt} for p in self.parts],
+            "error": self.error,
+            "charged": self.charged,
+            "history": [{"at": _iso(h.at), "status": h.status, "detail": h.detail or None, "smsc": h.smsc or None}
+                        for h in self.history],
+        }
+
+
+def _iso(t: float) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(t)) + f".{int((t % 1) * 1000):03d}Z"
+
+
+_ALPHABET = "0123456789abcdefghjkmnpqrstvwxyz"  # Crockford base32, lower case
+
+
+def new_message_id(now: float | None = None) -> MessageId:
+    """A 26-character id that sorts by creation time (48 bits of milliseconds, 80 random bits)."""
+    ms = int((time.time() if now is None else now) * 1000)
+    value = (ms << 80) | int.from_bytes(os.urandom(10), "big")
+    chars = []
+    for _ in range(26):
+        chars.append(_ALPHABET[value & 31])
+        value >>= 5
+    return MessageId("".join(reversed(chars)))
+
+
+ENCODER = msgspec.msgpack.Encoder()
+DECODER = msgspec.msgpack.Decoder(Message)

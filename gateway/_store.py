@@ -1,0 +1,391 @@
+"""The durable store: the interface every backend implements, and the embedded SQLite backend.
+
+Rule 1: `write()` returns only after its rows are committed; whoever answers a client or an SMSC (202, a
+deliver_sm_resp) awaits it first. Writes from every task that arrive while a commit runs go into the next
+commit together (group commit), so one fsync serves hundreds of messages.
+Rule 2: one writer: a single thread owns the write connection; reads use their own connection (WAL lets them
+run beside the writer).
+Rule 3: a message row holds the whole record as MessagePack plus the few columns that queries need (final,
+callback_pending); receipt correlation is append-only inserts into smsc_ids, never updates of an indexed column.
+"""
+
+from __future__ import annotations
+
+import logging
+import sqlite3
+import time
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Protocol
+
+import anyio
+import anyio.abc
+import anyio.to_thread
+
+from ._model import DECODER, ENCODER, Message
+
+__all__ = ["EarlyReceipt", "IdempotencyRecord", "SqliteStore", "Store", "StoreClosed", "StoreStatistics", "Writes"]
+
+log = logging.getLogger(__name__)
+
+SCHEMA_VERSION = "1"
+
+
+class StoreClosed(Exception):
+    """The store is closed or its last commit failed; nothing more can be made durable."""
+
+
+@dataclass(frozen=True, slots=True)
+class IdempotencyRecord:
+    account: str
+    key: str
+    body_hash: str
+    message_ids: tuple[str, ...]
+    at: float
+
+
+@dataclass(frozen=True, slots=True)
+class EarlyReceipt:
+    """A receipt that came before its submit_sm_resp (or for an id we do not know), kept until matched."""
+
+    id: int
+    smsc: str
+    at: float
+    pdu: bytes
+
+
+@dataclass(slots=True)
+class Writes:
+    """What one call to `write()` makes durable together."""
+
+    messages: list[Message] = field(default_factory=list)
+    smsc_ids: list[tuple[str, str, str, int]] = field(default_factory=list)  # smsc, key, message_id, part
+    idempotency: list[IdempotencyRecord] = field(default_factory=list)
+    early_receipts: list[tuple[str, bytes]] = field(default_factory=list)  # smsc, encoded deliver_sm
+    early_receipts_done: list[int] = field(default_factory=list)
+    mo: list[tuple[str, float, bytes]] = field(default_factory=list)  # id, at, record
+
+
+@dataclass(frozen=True, slots=True)
+class StoreStatistics:
+    commits: int
+    rows_written: int
+    last_commit_s: float
+    pending_writes: int
+    open: bool
+
+
+class Store(Protocol):
+    """What the gateway needs from a durable store (SQLite here; Redis for several nodes)."""
+
+    async def run(self, *, task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None: ...
+
+    async def write(self, writes: Writes) -> list[int]: ...
+
+    def get(self, message_id: str) -> Message | None: ...
+
+    def find_idempotency(self, account: str, key: str) -> IdempotencyRecord | None: ...
+
+    def lookup_smsc_id(self, smsc: str, keys: Sequence[str]) -> tuple[str, int] | None: ...
+
+    def open_messages(self) -> Iterator[Message]: ...
+
+    def callback_pending(self) -> Iterator[Message]: ...
+
+    def early_receipts(self) -> list[EarlyReceipt]: ...
+
+    def statistics(self) -> StoreStatistics: ...
+
+    @property
+    def is_open(self) -> bool: ...
+
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (k TEXT PRIMARY KEY, v TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS messages (
+    id TEXT PRIMARY KEY,
+    account TEXT NOT NULL,
+    final INTEGER NOT NULL,
+    callback_pending INTEGER NOT NULL,
+    updated_at REAL NOT NULL,
+    record BLOB NOT NULL
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS messages_open ON messages(final) WHERE final = 0;
+CREATE INDEX IF NOT EXISTS messages_callbacks ON messages(callback_pending) WHERE callback_pending = 1;
+CREATE TABLE IF NOT EXISTS smsc_ids (
+    smsc TEXT NOT NULL, key TEXT NOT NULL, message_id TEXT NOT NULL, part INTEGER NOT NULL, at REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS smsc_ids_key ON smsc_ids(smsc, key);
+CREATE TABLE IF NOT EXISTS idempotency (
+    account TEXT NOT NULL, key TEXT NOT NULL, body_hash TEXT NOT NULL, message_ids TEXT NOT NULL, at REAL NOT NULL,
+    PRIMARY KEY (account, key)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS early_receipts (id INTEGER PRIMARY KEY, smsc TEXT NOT NULL, at REAL NOT NULL, pdu BLOB NOT NULL);
+CREATE TABLE IF NOT EXISTS mo (id TEXT PRIMARY KEY, at REAL NOT NULL, record BLOB NOT NULL);
+"""
+
+
+class _Batch:
+    __slots__ = ("done", "early_ids", "error", "writes")
+
+    def __init__(self) -> None:
+        self.writes = Writes()
+        self.done = anyio.Event()
+        self.error: BaseException | None = None
+        self.early_ids: list[int] = []
+
+
+class SqliteStore:
+    """The embedded store: SQLite in WAL mode, one writer thread, group commit.
+
+    Args:
+        path: the database file (created with its directory).
+        synchronous: "normal" (WAL: a commit survives a process crash; an OS crash may lose the last
+            commits) or "full" (fsync per commit: survives power loss).
+        commit_interval_s: wait this long after the first write of a batch before committing, to gather
+            more (0 commits as soon as the previous commit ended).
+    """
+
+    def __init__(self, path: str | Path, *, synchronous: str = "normal", commit_interval_s: float = 0.0) -> None:
+        self.path = Path(path)
+        self.synchronous = synchronous
+        self.commit_interval_s = commit_interval_s
+        self._batch = _Batch()
+        self._wake = anyio.Event()
+        self._writer: sqlite3.Connection | None = None
+        self._reader: sqlite3.Connection | None = None
+        self._open = False
+        self._failed: BaseException | None = None
+        self._commits = 0
+        self._rows = 0
+        self._last_commit_s = 0.0
+
+    # ---- lifecycle -------------------------------------------------------------------------------------
+
+    def _connect(self) -> sqlite3.Connection:
+        conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, timeout=30)
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute(f"PRAGMA synchronous={'FULL' if self.synchronous == 'full' else 'NORMAL'}")
+        conn.execute("PRAGMA busy_timeout=30000")
+        return conn
+
+    def open_sync(self) -> None:
+        """Open the database and create its schema (the daemon calls this through `run`)."""
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._writer = self._connect()
+        self._writer.executescript(_SCHEMA)
+        self._writer.execute("INSERT OR IGNORE INTO meta(k, v) VALUES ('schema_version', ?)", (SCHEMA_VERSION,))
+        self._reader = self._connect()
+        self._open = True
+
+    @property
+    def is_open(self) -> bool:
+        return self._open and self._failed is None
+
+    async def run(self, *, task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
+        """Open the store, then commit batches until cancelled; on cancel, commit what is pending and close."""
+        await anyio.to_thread.run_sync(self.open_sync)
+        task_status.started()
+        try:
+            while True:
+                await self._wake.wait()
+                if self.commit_interval_s > 0:
+                    await anyio.sleep(self.commit_interval_s)
+                await self._commit_pending()
+        finally:
+            with anyio.CancelScope(shield=True):
+                if self._failed is None and self._has_pending():
+                    await self._commit_pending()
+                self._close()
+
+    def _has_pending(self) -> bool:
+        return self._has_pending_in(self._batch)
+
+    async def _commit_pending(self) -> None:
+        batch = self._batch
+        self._batch = _Batch()
+        self._wake = anyio.Event()
+        if not self._has_pending_in(batch):
+            batch.done.set()
+            return
+        started = time.perf_counter()
+        try:
+            batch.early_ids = await anyio.to_thread.run_sync(self._apply, batch.writes)
+        except BaseException as exc:  # the store is unusable now: every waiter must learn it
+            self._failed = exc
+            batch.error = exc
+            log.error("store commit failed, the gateway can no longer make messages durable: %r", exc)
+            batch.done.set()
+            raise
+        self._last_commit_s = time.perf_counter() - started
+        self._commits += 1
+        batch.done.set()
+
+    @staticmethod
+    def _has_pending_in(batch: _Batch) -> bool:
+        w = batch.writes
+        return bool(w.messages or w.smsc_ids or w.idempotency or w.early_receipts or w.early_receipts_done or w.mo)
+
+    def _close(self) -> None:
+        self._open = False
+        for conn in (self._writer, self._reader):
+            if conn is not None:
+                try:
+                    conn.close()
+                except sqlite3.Error:
+                    pass
+        self._writer = self._reader = None
+
+    # ---- writing ---------------------------------------------------------------------------------------
+
+    def _apply(self, w: Writes) -> list[int]:
+        conn = self._writer
+        assert conn is not None
+        rows = 0
+        early_ids: list[int] = []
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            if w.messages:
+                latest = {m.id: m for m in w.messages}  # a message written twice in one batch: its last state
+                conn.executemany(
+                    "INSERT INTO messages(id, account, final, callback_pending, updated_at, record) "
+                    "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT(id) DO UPDATE SET final = excluded.final, "
+                    "callback_pending = excluded.callback_pending, updated_at = excluded.updated_at, "
+                    "record = excluded.record",
+                    [(m.id, m.account, int(m.is_final), int(m.callback_pending), m.status_at, ENCODER.encode(m))
+                     for m in latest.values()],
+                )
+                rows += len(latest)
+            if w.smsc_ids:
+                now = time.time()
+                conn.executemany("INSERT INTO smsc_ids(smsc, key, message_id, part, at) VALUES (?, ?, ?, ?, ?)",
+                                 [(s, k, mid, part, now) for s, k, mid, part in w.smsc_ids])
+                rows += len(w.smsc_ids)
+            if w.idempotency:
+                conn.executemany(
+                    "INSERT OR IGNORE INTO idempotency(account, key, body_hash, message_ids, at) VALUES (?, ?, ?, ?, ?)",
+                    [(r.account, r.key, r.body_hash, ",".join(r.message_ids), r.at) for r in w.idempotency],
+                )
+                rows += len(w.idempotency)
+            for smsc, pdu in w.early_receipts:
+                cur = conn.execute("INSERT INTO early_receipts(smsc, at, pdu) VALUES (?, ?, ?)",
+                                   (smsc, time.time(), pdu))
+                early_ids.append(int(cur.lastrowid or 0))
+                rows += 1
+            if w.early_receipts_done:
+                conn.executemany("DELETE FROM early_receipts WHERE id = ?", [(i,) for i in w.early_receipts_done])
+                rows += len(w.early_receipts_done)
+            if w.mo:
+                conn.executemany("INSERT OR REPLACE INTO mo(id, at, record) VALUES (?, ?, ?)", w.mo)
+                rows += len(w.mo)
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        self._rows += rows
+        return early_ids
+
+    async def write(self, writes: Writes) -> list[int]:
+        """Make `writes` durable (in the next group commit) and return the ids given to new early receipts.
+
+        Raises:
+            StoreClosed: the store is closed or a commit failed.
+        """
+        if not self._open or self._failed is not None:
+            raise StoreClosed("the store is not open" if self._failed is None else f"store failed: {self._failed!r}")
+        batch = self._batch
+        b = batch.writes
+        first_early = len(b.early_receipts)
+        b.messages.extend(writes.messages)
+        b.smsc_ids.extend(writes.smsc_ids)
+        b.idempotency.extend(writes.idempotency)
+        b.early_receipts.extend(writes.early_receipts)
+        b.early_receipts_done.extend(writes.early_receipts_done)
+        b.mo.extend(writes.mo)
+        self._wake.set()
+        await batch.done.wait()
+        if batch.error is not None:
+            raise StoreClosed(f"commit failed: {batch.error!r}")
+        return batch.early_ids[first_early:first_early + len(writes.early_receipts)]
+
+    def write_nowait(self, writes: Writes) -> anyio.Event:
+        """Queue `writes` for the next commit without waiting; the returned event is set once it is durable."""
+        if not self._open or self._failed is not None:
+            raise StoreClosed("the store is not open")
+        batch = self._batch
+        b = batch.writes
+        b.messages.extend(writes.messages)
+        b.smsc_ids.extend(writes.smsc_ids)
+        b.idempotency.extend(writes.idempotency)
+        b.mo.extend(writes.mo)
+        b.early_receipts_done.extend(writes.early_receipts_done)
+        self._wake.set()
+        return batch.done
+
+    # ---- reading ---------------------------------------------------------------------------------------
+
+    def _read(self) -> sqlite3.Connection:
+        if self._reader is None:
+            raise StoreClosed("the store is not open")
+        return self._reader
+
+    def get(self, message_id: str) -> Message | None:
+        row = self._read().execute("SELECT record FROM messages WHERE id = ?", (message_id,)).fetchone()
+        return None if row is None else DECODER.decode(row[0])
+
+    def find_idempotency(self, account: str, key: str) -> IdempotencyRecord | None:
+        row = self._read().execute(
+            "SELECT body_hash, message_ids, at FROM idempotency WHERE account = ? AND key = ?", (account, key)
+        ).fetchone()
+        if row is None:
+            return None
+        return IdempotencyRecord(account, key, row[0], tuple(row[1].split(",")) if row[1] else (), row[2])
+
+    def lookup_smsc_id(self, smsc: str, keys: Sequence[str]) -> tuple[str, int] | None:
+        conn = self._read()
+        for key in keys:
+            row = conn.execute(
+                "SELECT message_id, part FROM smsc_ids WHERE smsc = ? AND key = ? ORDER BY at DESC LIMIT 1",
+                (smsc, key),
+            ).fetchone()
+            if row is not None:
+                return str(row[0]), int(row[1])
+        return None
+
+    def _iter_records(self, sql: str) -> Iterator[Message]:
+        for (record,) in self._read().execute(sql):
+            yield DECODER.decode(record)
+
+    def open_messages(self) -> Iterator[Message]:
+        """Every message that is not final (for the restart)."""
+        return self._iter_records("SELECT record FROM messages WHERE final = 0")
+
+    def callback_pending(self) -> Iterator[Message]:
+        """Every message whose final status has not been delivered to its callback yet."""
+        return self._iter_records("SELECT record FROM messages WHERE callback_pending = 1")
+
+    def early_receipts(self) -> list[EarlyReceipt]:
+        return [EarlyReceipt(int(i), s, float(at), bytes(pdu)) for i, s, at, pdu in
+                self._read().execute("SELECT id, smsc, at, pdu FROM early_receipts ORDER BY id")]
+
+    def messages_by_ids(self, ids: Iterable[str]) -> list[Message]:
+        return [m for m in (self.get(i) for i in ids) if m is not None]
+
+    def count(self) -> tuple[int, int]:
+        """(all messages, open messages)."""
+        conn = self._read()
+        total = conn.execute("SELECT count(*) FROM messages").fetchone()[0]
+        open_ = conn.execute("SELECT count(*) FROM messages WHERE final = 0").fetchone()[0]
+        return int(total), int(open_)
+
+    def statistics(self) -> StoreStatistics:
+        b = self._batch.writes
+        pending = len(b.messages) + len(b.smsc_ids) + len(b.idempotency) + len(b.early_receipts) + len(b.mo)
+        return StoreStatistics(self._commits, self._rows, self._last_commit_s, pending, self.is_open)
+
+
+def decode_record(data: bytes) -> Message:
+    """A stored message record."""
+    return DECODER.decode(data)
+
