@@ -194,7 +194,7 @@ class CountryConfig(_Strict, frozen=True, forbid_unknown_fields=True, kw_only=Tr
     country: str
     country_code: Annotated[str, msgspec.Meta(pattern="^[1-9][0-9]{0,2}$")]
     trunk_prefix: str = ""
-    international_prefixes: list[str] = ["00"]
+    international_prefixes: tuple[str, ...] = ("00",)
     national_lengths: list[PosInt] = []
 
 

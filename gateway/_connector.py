@@ -351,7 +351,7 @@ class Connector:
             tg.start_soon(self._acker, live)
             if info.kind in ("trx", "tx"):
                 tg.start_soon(self._submit_loop, live)
-                self.core._wake.set()  # noqa: SLF001 - an SMSC came up: waiting messages may go now
+                self.core._wake.set()
             try:
                 await conn.wait_closed()
             finally:

@@ -135,6 +135,10 @@ class GatewayCore:
         self._wake = anyio.Event()
         self._waiting_logged: set[str] = set()
         self._submitted_lru: OrderedDict[str, None] = OrderedDict()
+        # Messages that became final lately: a duplicate or late receipt must see the final record even
+        # before its write is committed (the store would still hold the older state).
+        self._recent_final: OrderedDict[str, Message] = OrderedDict()
+        self.max_recent_final = 50_000
         self.max_submitted_in_memory = 200_000
         self.correlator = Correlator()
         self._early_rows: dict[int, int] = {}  # id(receipt) -> early_receipts row
@@ -185,11 +189,11 @@ class GatewayCore:
             self.schedule(msg, max(now, msg.next_attempt_at, msg.send_at or 0.0))
             requeued += 1
         for early in self.store.early_receipts():
-            from smpp import DeliverSm, decode_pdu  # noqa: PLC0415 - only on restart
+            from smpp import DeliverSm, decode_pdu
 
             pdu = decode_pdu(early.pdu)
             if isinstance(pdu, DeliverSm):
-                from dlr import parse_receipt  # noqa: PLC0415
+                from dlr import parse_receipt
 
                 receipt = parse_receipt(pdu)
                 if receipt is not None:
@@ -350,6 +354,10 @@ class GatewayCore:
         self.messages.pop(msg.id, None)
         self._submitted_lru.pop(msg.id, None)
         self._waiting_logged.discard(msg.id)
+        recent = self._recent_final
+        recent[msg.id] = msg
+        if len(recent) > self.max_recent_final:
+            recent.popitem(last=False)
         self.final_total += 1
         if self.observe_final is not None:
             self.observe_final(msg, msg.status_at - max(msg.created_at, msg.send_at or 0.0))
@@ -377,7 +385,7 @@ class GatewayCore:
         msg.parts[part].smsc_message_id = smsc_message_id
         msg.parts[part].smsc = smsc
         policy = self.policy(smsc)
-        from dlr import correlation_keys  # noqa: PLC0415 - keep the import list of the hot path short
+        from dlr import correlation_keys
 
         for key in correlation_keys(smsc_message_id, policy):
             writes.smsc_ids.append((smsc, key, msg.id, part))
@@ -483,7 +491,7 @@ class GatewayCore:
     def apply_receipt(self, mid: str, part: int, receipt: Receipt, smsc: str, writes: Writes) -> Message | None:
         """Fold a receipt into its message (Rule 1 of _model); the message to write, or None if unknown."""
         self.receipts_total += 1
-        msg = self.messages.get(mid) or self.store.get(mid)
+        msg = self.find(mid)
         if msg is None:
             self.receipts_unmatched_total += 1
             log.error("smsc=%s id=%s receipt for a message the store does not know", smsc, mid)
@@ -513,6 +521,10 @@ class GatewayCore:
             self._finalise(msg)
         writes.messages.append(msg)
         return msg
+
+    def find(self, mid: str) -> Message | None:
+        """The freshest record of a message: the working set, the recently final ones, then the store."""
+        return self.messages.get(mid) or self._recent_final.get(mid) or self.store.get(mid)
 
     def park_rows(self, receipt: Receipt, row: int) -> None:
         self._early_rows[id(receipt)] = row

@@ -70,7 +70,7 @@ class Gateway:
 
 def make_store(config: Config) -> Store:
     """The store backend the config names (relative paths are relative to the config file)."""
-    from pathlib import Path  # noqa: PLC0415
+    from pathlib import Path
 
     cfg = config.store
     if cfg.backend == "sqlite":
@@ -102,7 +102,7 @@ async def serve(gw: Gateway, shutdown: Callable[[], Awaitable[None]], *,
                 await tg.start(connector.run)
             if http is not None:
                 gw.http = await tg.start(http, gw)
-            gw._ready.set()  # noqa: SLF001
+            gw._ready.set()
             task_status.started(gw)
             await shutdown()
             log.info("shutting down: draining for up to %.1f s", gw.config.shutdown.drain_s)

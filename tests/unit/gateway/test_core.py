@@ -1,0 +1,267 @@
+"""The core's decisions with a real store, fake connectors and a hand-held wall clock."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import anyio
+import pytest
+
+from dlr import ReceiptStatus, parse_receipt_text
+from gateway._config import parse_config
+from gateway._core import GatewayCore, SubmitOutcome, classify_status
+from gateway._model import Message, MessageStatus, Part, new_message_id
+from gateway._store import SqliteStore, Writes
+from smpp import Status
+
+pytestmark = pytest.mark.anyio
+
+
+@pytest.fixture
+def anyio_backend() -> tuple[str, dict[str, object]]:
+    return ("asyncio", {"use_uvloop": True})
+
+
+CONFIG: dict[str, Any] = {
+    "accounts": [{"id": "acme", "callback": {"url": "http://127.0.0.1:1/cb"}}],
+    "smscs": [{"name": "a", "system_id": "a", "password": "x"}, {"name": "b", "system_id": "b", "password": "x"}],
+    "routes": [{"prefix": "44", "smscs": ["a", "b"]}, {"prefix": "33", "weights": {"a": 1}}],
+    "messages": {"retry": {"initial_s": 10, "max_s": 100, "multiplier": 2}},
+}
+
+
+class FakeConnector:
+    def __init__(self, name: str, up: bool = True) -> None:
+        self.name = name
+        self.up = up
+        self.queued: list[Message] = []
+        self.limit = 100
+
+    @property
+    def can_submit(self) -> bool:
+        return self.up
+
+    @property
+    def backlog(self) -> int:
+        return len(self.queued)
+
+    @property
+    def backlog_limit(self) -> int:
+        return self.limit
+
+    def enqueue(self, message: Message) -> None:
+        self.queued.append(message)
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1_000_000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.fixture
+async def core(tmp_path: Path) -> AsyncIterator[tuple[GatewayCore, Clock, dict[str, FakeConnector]]]:
+    cfg = parse_config(CONFIG, base_dir=tmp_path)
+    store = SqliteStore(tmp_path / "gw.db")
+    clock = Clock()
+    c = GatewayCore(cfg, store, wall=clock, rng=lambda: 0.5)
+    conns = {"a": FakeConnector("a"), "b": FakeConnector("b")}
+    c.connectors.update(conns)  # type: ignore[arg-type]
+    async with anyio.create_task_group() as tg:
+        await tg.start(store.run)
+        yield c, clock, conns
+        tg.cancel_scope.cancel()
+
+
+def msg(clock: Clock, **kw: Any) -> Message:
+    fields: dict[str, Any] = {"id": new_message_id(), "account": "acme", "to": "447911123456", "source": "ACME",
+                              "text": "hi", "created_at": clock.now, "expires_at": clock.now + 3600}
+    fields.update(kw)
+    return Message(**fields)
+
+
+@pytest.mark.parametrize(("status", "outcome"), [
+    (Status.ESME_ROK, SubmitOutcome.OK),
+    (Status.ESME_RTHROTTLED, SubmitOutcome.THROTTLED),
+    (Status.ESME_RMSGQFUL, SubmitOutcome.THROTTLED),
+    (Status.ESME_RINVDSTADR, SubmitOutcome.PERMANENT),
+    (Status.ESME_RINVSRCADR, SubmitOutcome.PERMANENT),
+    (Status.ESME_RSYSERR, SubmitOutcome.RETRY),
+    (Status.ESME_RSUBMITFAIL, SubmitOutcome.RETRY),
+    (0x0400, SubmitOutcome.RETRY),  # a vendor code: assume temporary
+])
+def test_classify_status(status: int, outcome: str) -> None:
+    assert classify_status(status) == outcome
+
+
+async def test_accept_persists_then_failover_route_picks_first_up(core: Any) -> None:
+    c, clock, conns = core
+    m = msg(clock)
+    await c.accept([m])
+    assert c.store.get(m.id) is not None
+    conns["a"].up = False
+    c.dispatch_due()
+    assert conns["b"].queued == [m] and conns["a"].queued == []
+    assert m.route == "routes[0]"
+
+
+async def test_every_smsc_down_keeps_the_message_waiting_until_validity(core: Any) -> None:
+    c, clock, conns = core
+    for conn in conns.values():
+        conn.up = False
+    m = msg(clock, expires_at=clock.now + 5)
+    await c.accept([m])
+    assert c.dispatch_due() == pytest.approx(1.0)
+    assert m.status is MessageStatus.QUEUED
+    clock.now += 6
+    c.dispatch_due()
+    assert m.status is MessageStatus.EXPIRED
+    assert m.callback_pending  # the account has a callback URL
+
+
+async def test_no_route_fails_the_message(core: Any) -> None:
+    c, clock, _ = core
+    m = msg(clock, to="12125550100")
+    await c.accept([m])
+    c.dispatch_due()
+    assert m.status is MessageStatus.FAILED and m.error["code"] == "no_route"
+
+
+async def test_scheduled_message_waits_for_send_at(core: Any) -> None:
+    c, clock, conns = core
+    m = msg(clock, send_at=clock.now + 60)
+    await c.accept([m])
+    assert c.dispatch_due() == pytest.approx(60)
+    assert conns["a"].queued == []
+    clock.now += 60
+    c.dispatch_due()
+    assert conns["a"].queued == [m]
+
+
+async def test_busy_connector_defers_and_spills_to_alternate(core: Any) -> None:
+    c, clock, conns = core
+    conns["a"].limit = 1
+    ms = [msg(clock) for _ in range(3)]
+    await c.accept(ms)
+    c.dispatch_due()
+    assert conns["a"].queued == ms[:1]
+    assert conns["b"].queued == ms[1:]  # the failover alternate takes what a cannot
+
+
+async def test_all_parts_acked_make_the_message_submitted(core: Any) -> None:
+    c, clock, _ = core
+    m = msg(clock, parts=[Part(), Part()])
+    await c.accept([m])
+    w = Writes()
+    c.submit_ok(m, 0, "a", "1A", w)
+    assert m.status is MessageStatus.QUEUED
+    c.submit_ok(m, 1, "a", "1B", w)
+    assert m.status is MessageStatus.SUBMITTED and m.smsc == "a"
+    assert ("a", "1A", m.id, 0) in [(s, k, i, p) for s, k, i, p in w.smsc_ids] or any(
+        k.lower() == "1a" for _, k, _, _ in w.smsc_ids)
+
+
+async def test_throttled_submit_is_requeued_quickly(core: Any) -> None:
+    c, clock, _ = core
+    m = msg(clock, parts=[Part()])
+    await c.accept([m])
+    w = Writes()
+    assert c.submit_failed(m, 0, "a", Status.ESME_RTHROTTLED, w) == SubmitOutcome.THROTTLED
+    assert m.status is MessageStatus.QUEUED and m.next_attempt_at == pytest.approx(clock.now + 0.05)
+    assert w.messages == []  # nothing to persist: the status did not change
+
+
+async def test_permanent_error_fails_with_the_smpp_status(core: Any) -> None:
+    c, clock, _ = core
+    m = msg(clock, parts=[Part()])
+    await c.accept([m])
+    w = Writes()
+    c.submit_failed(m, 0, "a", Status.ESME_RINVDSTADR, w)
+    assert m.status is MessageStatus.FAILED
+    assert m.error == {"code": "smsc_refused", "smpp_status": 0x0B, "smpp_status_name": "ESME_RINVDSTADR",
+                       "message": "a refused part 1 with ESME_RINVDSTADR"}
+    assert m.id not in c.messages
+
+
+async def test_temporary_error_backs_off_then_expires(core: Any) -> None:
+    c, clock, _ = core
+    m = msg(clock, parts=[Part()], expires_at=clock.now + 25)
+    await c.accept([m])
+    c.submit_failed(m, 0, "a", Status.ESME_RSYSERR, Writes())
+    assert m.status is MessageStatus.QUEUED and m.attempts == 1
+    assert m.next_attempt_at == pytest.approx(clock.now + 10)  # initial_s with the middle of the jitter
+    c.submit_failed(m, 0, "a", Status.ESME_RSYSERR, Writes())
+    assert m.next_attempt_at == pytest.approx(clock.now + 20)
+    c.submit_failed(m, 0, "a", Status.ESME_RSYSERR, Writes())  # the next try (40 s) is past the validity
+    assert m.status is MessageStatus.EXPIRED
+
+
+async def test_lost_outcome_resends_free_but_never_charged(core: Any) -> None:
+    c, clock, _ = core
+    free = msg(clock, parts=[Part()])
+    charged = msg(clock, parts=[Part()], charged=True)
+    await c.accept([free, charged])
+    c.submit_lost(free, 0, "a", "no submit_sm_resp", Writes())
+    c.submit_lost(charged, 0, "a", "no submit_sm_resp", Writes())
+    assert free.status is MessageStatus.QUEUED and free.attempts == 1
+    assert charged.status is MessageStatus.UNKNOWN and charged.error["code"] == "outcome_unknown"
+
+
+async def test_restore_marks_charged_on_wire_unknown_and_requeues_the_rest(core: Any, tmp_path: Path) -> None:
+    c, clock, _ = core
+    on_wire_charged = msg(clock, charged=True, on_wire=True)
+    on_wire_free = msg(clock, on_wire=True)
+    no_resend = msg(clock, on_wire=True, resend_after_crash=False)
+    submitted = msg(clock, status=MessageStatus.SUBMITTED)
+    await c.store.write(Writes(messages=[on_wire_charged, on_wire_free, no_resend, submitted]))
+    fresh = GatewayCore(c.config, c.store, wall=clock)
+    requeued, unknown = fresh.restore()
+    assert (requeued, unknown) == (1, 2)
+    assert fresh.messages[on_wire_free.id].on_wire is False
+    assert submitted.id in fresh.messages  # awaits its receipt
+    await anyio.sleep(0.05)
+    stored = c.store.get(on_wire_charged.id)
+    assert stored is not None and stored.status is MessageStatus.UNKNOWN
+
+
+async def test_receipts_fold_parts_and_late_receipts_only_add_history(core: Any) -> None:
+    c, clock, _ = core
+    m = msg(clock, parts=[Part("A"), Part("B")], status=MessageStatus.SUBMITTED)
+    await c.accept([m])
+    delivered = parse_receipt_text("id:A stat:DELIVRD err:000")
+    assert delivered is not None and delivered.status is ReceiptStatus.DELIVERED
+    w = Writes()
+    c.apply_receipt(m.id, 0, delivered, "a", w)
+    assert m.status is MessageStatus.SUBMITTED
+    c.apply_receipt(m.id, 1, delivered, "a", w)
+    assert m.status is MessageStatus.DELIVERED and m.callback_pending
+    undeliv = parse_receipt_text("id:B stat:UNDELIV err:001")
+    assert undeliv is not None
+    c.apply_receipt(m.id, 1, undeliv, "a", w)
+    assert m.status is MessageStatus.DELIVERED  # final stays final
+    assert m.history[-1].status == "late:undeliverable"
+
+
+async def test_failed_part_fails_the_message_with_receipt_error(core: Any) -> None:
+    c, clock, _ = core
+    m = msg(clock, parts=[Part("A"), Part("B")], status=MessageStatus.SUBMITTED)
+    await c.accept([m])
+    undeliv = parse_receipt_text("id:A stat:UNDELIV err:034")
+    assert undeliv is not None
+    c.apply_receipt(m.id, 0, undeliv, "a", Writes())
+    assert m.status is MessageStatus.UNDELIVERABLE
+    assert m.error is not None and m.error["err"] == "034"
+
+
+async def test_cancel_only_before_submission(core: Any) -> None:
+    c, clock, _ = core
+    m = msg(clock, send_at=clock.now + 60)
+    await c.accept([m])
+    assert c.cancel(m) and m.status is MessageStatus.CANCELLED
+    n = msg(clock, parts=[Part("X")])
+    await c.accept([n])
+    assert not c.cancel(n)

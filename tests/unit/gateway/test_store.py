@@ -1,0 +1,110 @@
+"""The SQLite store: durability, group commit, the lookups the gateway needs."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import anyio
+import pytest
+
+from gateway._model import Message, MessageStatus, new_message_id
+from gateway._store import IdempotencyRecord, SqliteStore, StoreClosed, Writes
+
+pytestmark = pytest.mark.anyio
+
+
+@pytest.fixture
+def anyio_backend() -> tuple[str, dict[str, object]]:
+    return ("asyncio", {"use_uvloop": True})
+
+
+def message(status: MessageStatus = MessageStatus.QUEUED, **kw: object) -> Message:
+    fields: dict[str, object] = {"id": new_message_id(), "account": "acme", "to": "447911123456", "source": "ACME",
+                                 "text": "hello", "created_at": 1.0, "expires_at": 1e12, "status": status}
+    fields.update(kw)
+    return Message(**fields)  # type: ignore[arg-type]
+
+
+async def test_written_messages_survive_a_reopen(tmp_path: Path) -> None:
+    db = tmp_path / "gw.db"
+    store = SqliteStore(db)
+    msgs = [message() for _ in range(3)] + [message(MessageStatus.DELIVERED)]
+    async with anyio.create_task_group() as tg:
+        await tg.start(store.run)
+        await store.write(Writes(messages=msgs))
+        tg.cancel_scope.cancel()
+    again = SqliteStore(db)
+    again.open_sync()
+    assert again.get(msgs[0].id) == msgs[0]
+    assert {m.id for m in again.open_messages()} == {m.id for m in msgs[:3]}
+
+
+async def test_concurrent_writes_share_commits(tmp_path: Path) -> None:
+    store = SqliteStore(tmp_path / "gw.db")
+    async with anyio.create_task_group() as tg:
+        await tg.start(store.run)
+        async with anyio.create_task_group() as writers:
+            for _ in range(500):
+                writers.start_soon(store.write, Writes(messages=[message()]))
+        stats = store.statistics()
+        assert stats.rows_written == 500
+        assert stats.commits < 100  # group commit: many writers per fsync
+        tg.cancel_scope.cancel()
+
+
+async def test_a_message_written_twice_in_one_batch_keeps_its_last_state(tmp_path: Path) -> None:
+    store = SqliteStore(tmp_path / "gw.db")
+    m = message()
+    async with anyio.create_task_group() as tg:
+        await tg.start(store.run)
+        store.write_nowait(Writes(messages=[m]))
+        m2 = message(id=m.id, status=MessageStatus.SUBMITTED)
+        await store.write(Writes(messages=[m2]))
+        got = store.get(m.id)
+        assert got is not None and got.status is MessageStatus.SUBMITTED
+        tg.cancel_scope.cancel()
+
+
+async def test_lookups(tmp_path: Path) -> None:
+    store = SqliteStore(tmp_path / "gw.db")
+    m = message(callback_pending=True, status=MessageStatus.DELIVERED)
+    async with anyio.create_task_group() as tg:
+        await tg.start(store.run)
+        rows = await store.write(Writes(
+            messages=[m],
+            smsc_ids=[("sim", "12345", m.id, 0), ("sim", "abc", m.id, 1)],
+            idempotency=[IdempotencyRecord("acme", "k1", "hash", (m.id,), 1.0)],
+            early_receipts=[("sim", b"\x00\x01")],
+        ))
+        assert len(rows) == 1
+        assert store.lookup_smsc_id("sim", ["nope", "abc"]) == (m.id, 1)
+        assert store.lookup_smsc_id("other", ["12345"]) is None  # ids are per SMSC
+        rec = store.find_idempotency("acme", "k1")
+        assert rec is not None and rec.message_ids == (m.id,) and rec.body_hash == "hash"
+        assert store.find_idempotency("acme", "k2") is None
+        assert [x.id for x in store.callback_pending()] == [m.id]
+        early = store.early_receipts()
+        assert [(e.id, e.smsc, e.pdu) for e in early] == [(rows[0], "sim", b"\x00\x01")]
+        await store.write(Writes(early_receipts_done=[rows[0]]))
+        assert store.early_receipts() == []
+        tg.cancel_scope.cancel()
+
+
+async def test_pending_writes_are_committed_on_shutdown(tmp_path: Path) -> None:
+    db = tmp_path / "gw.db"
+    store = SqliteStore(db, commit_interval_s=10.0)  # would wait 10 s before committing
+    m = message()
+    async with anyio.create_task_group() as tg:
+        await tg.start(store.run)
+        store.write_nowait(Writes(messages=[m]))
+        await anyio.sleep(0.05)
+        tg.cancel_scope.cancel()
+    again = SqliteStore(db)
+    again.open_sync()
+    assert again.get(m.id) is not None
+
+
+async def test_writing_to_a_closed_store_raises(tmp_path: Path) -> None:
+    store = SqliteStore(tmp_path / "gw.db")
+    with pytest.raises(StoreClosed):
+        await store.write(Writes(messages=[message()]))
