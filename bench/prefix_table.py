@@ -19,7 +19,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from routing import PrefixTable  # noqa: E402
+from routing import PrefixTable
 
 n = int(sys.argv[1]) if len(sys.argv) > 1 else 1_000_000
 rng = random.Random(42)

@@ -10,7 +10,7 @@ account ids and SMSC names are unique; rules that routing/ refuses are reported 
 from __future__ import annotations
 
 import hashlib
-from enum import Enum
+from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -58,7 +58,7 @@ class _Strict(msgspec.Struct, forbid_unknown_fields=True, frozen=True, kw_only=T
     """Base of every config section: unknown keys are errors, values are immutable."""
 
 
-class BindType(str, Enum):
+class BindType(StrEnum):
     """How the connector binds: one transceiver, transmitter or receiver per session, or a TX + RX pair."""
 
     TRX = "trx"
@@ -67,7 +67,7 @@ class BindType(str, Enum):
     TX_RX = "tx+rx"
 
 
-class Concat(str, Enum):
+class Concat(StrEnum):
     """How a long message's parts are tied together for this SMSC."""
 
     UDH8 = "udh8"
@@ -76,7 +76,7 @@ class Concat(str, Enum):
     PAYLOAD = "payload"
 
 
-class IdFormat(str, Enum):
+class IdFormat(StrEnum):
     """How the SMSC writes its message ids (in submit_sm_resp and in receipts)."""
 
     HEX = "hex"

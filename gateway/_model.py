@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import os
 import time
-from enum import Enum
+from enum import StrEnum
 from typing import Any, NewType
 
 import msgspec
@@ -30,7 +30,7 @@ __all__ = [
 MessageId = NewType("MessageId", str)
 
 
-class MessageStatus(str, Enum):
+class MessageStatus(StrEnum):
     """Where a message is in its life (docs/http-api.md lists them for API users)."""
 
     QUEUED = "queued"
