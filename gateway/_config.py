@@ -160,7 +160,7 @@ class HttpConfig(_Strict, frozen=True, forbid_unknown_fields=True, kw_only=True)
 class StoreConfig(_Strict, frozen=True, forbid_unknown_fields=True, kw_only=True):
     backend: str = "sqlite"
     path: str = "var/gateway.db"
-    commit_interval_ms: NonNegFloat = 2.0
+    commit_interval_ms: NonNegFloat = 0.0
     synchronous: str = "normal"
     max_queue: PosInt = 1_000_000
     redis_url: str = "redis://127.0.0.1:6379/0"

@@ -81,6 +81,10 @@ class _Done:
     async def wait() -> None:
         return
 
+    @staticmethod
+    def is_set() -> bool:
+        return True
+
 
 _SET = _Done()
 
@@ -152,7 +156,7 @@ class Connector:
         self.rate = AdaptiveRate(cfg.throughput_per_s, recover_s=cfg.throttle_backoff_s)
         self.refs = ReferenceCounter()
         self._backlog: deque[Job] = deque()
-        self._backlog_wake = anyio.Event()
+        self._takers: list[anyio.Event] = []
         self._live: list[_Live] = []
         self.sessions: list[SessionInfo] = []
         self.stopping = False
@@ -191,7 +195,13 @@ class Connector:
         for i, pdu in enumerate(pdus):
             if msg.parts[i].smsc_message_id is None:
                 self._backlog.append(Job(msg, i, pdu))
-        self._backlog_wake.set()
+        self._wake_takers()
+
+    def _wake_takers(self) -> None:
+        if self._takers:
+            for ev in self._takers:
+                ev.set()
+            self._takers.clear()
 
     def build_parts(self, msg: Message) -> list[SubmitSm]:
         """The submit_sm PDUs of a message for this SMSC (sequence numbers left 0).
@@ -273,7 +283,7 @@ class Connector:
     async def stop(self, deadline_s: float) -> None:
         """Drain: take no new parts, wait for in-flight responses (up to `deadline_s`), unbind every session."""
         self.stopping = True
-        self._backlog_wake.set()
+        self._wake_takers()
         with anyio.move_on_after(deadline_s):
             while any(live.inflight or live.acks for live in self._live):
                 await anyio.sleep(0.02)
@@ -366,9 +376,13 @@ class Connector:
         while not self._backlog:
             if self.stopping:
                 return None
-            self._backlog_wake = anyio.Event()
-            await self._backlog_wake.wait()
-        return self._backlog.popleft()
+            waiter = anyio.Event()  # one per waiting session: each must be woken
+            self._takers.append(waiter)
+            await waiter.wait()
+        job = self._backlog.popleft()
+        if len(self._backlog) == self.backlog_limit // 2:
+            self.core.kick()  # room again: the core may route parked messages here
+        return job
 
     async def _submit_loop(self, live: _Live) -> None:
         conn = live.conn
@@ -382,6 +396,8 @@ class Connector:
             while self._backlog and live.slots.value > 0:
                 live.slots.acquire_nowait()
                 jobs.append(self._backlog.popleft())
+            if len(self._backlog) < self.backlog_limit // 2:
+                self.core.kick()
             marks = [j.msg for j in jobs if not j.msg.on_wire and (j.msg.charged or not j.msg.resend_after_crash)]
             if marks:
                 for m in marks:
@@ -420,18 +436,19 @@ class Connector:
             while not live.acks:
                 live.ack_wake = anyio.Event()
                 await live.ack_wake.wait()
-            done, slots, reply, finals = live.acks[0]
-            await done.wait()
-            live.acks.popleft()
-            for _ in range(slots):
-                live.slots.release()
-            if reply is not None and not conn.closed:
-                try:
-                    conn.send(reply)
-                except ConnectionLost:
-                    pass
-            if finals:
-                self.core.after_commit(finals)
+            await live.acks[0][0].wait()
+            # Everything already durable goes in one pass: one loop iteration for a whole commit.
+            while live.acks and live.acks[0][0].is_set():
+                _, slots, reply, finals = live.acks.popleft()
+                for _ in range(slots):
+                    live.slots.release()
+                if reply is not None and not conn.closed:
+                    try:
+                        conn.send(reply)
+                    except ConnectionLost:
+                        pass
+                if finals:
+                    self.core.after_commit(finals)
 
     def _durable(self, live: _Live, writes: Writes, *, slots: int = 0, reply: Pdu | None = None) -> None:
         """Queue writes; free `slots` and send `reply` once they are durable."""

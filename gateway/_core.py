@@ -131,6 +131,10 @@ class GatewayCore:
         self.observe_submitted: Callable[[Message, float], None] | None = None
         self.observe_final: Callable[[Message, float], None] | None = None
         self._heap: list[tuple[float, int, str]] = []
+        self._parked: dict[str, deque[Message]] = {}
+        self._parked_count = 0
+        self._kicked = False
+        self._parked_recheck = 0.0
         self._seq = 0
         self._wake = anyio.Event()
         self._waiting_logged: set[str] = set()
@@ -214,7 +218,7 @@ class GatewayCore:
 
     @property
     def ready_count(self) -> int:
-        return len(self._heap)
+        return len(self._heap) + self._parked_count
 
     async def run_dispatcher(self, *, task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
         """Route due messages to connectors until cancelled."""
@@ -229,31 +233,87 @@ class GatewayCore:
                     await self._wake.wait()
 
     def dispatch_due(self) -> float | None:
-        """Route every due message; returns the seconds until the next one is due (None: nothing waits)."""
+        """Route every due message; returns the seconds until the next one is due (None: nothing waits).
+
+        A message whose route has no SMSC up, or whose SMSCs' backlogs are full, is parked in its route's
+        FIFO; a route's parked messages are routed again, in order and only until the route is full again,
+        when one of its connectors binds or frees room (`kick`) and at least once a second.
+        """
         now = self.wall()
         heap = self._heap
         writes = Writes()
         busy: set[str] = set()
-        deferred: list[Message] = []
+        up = {name for name, c in self.connectors.items() if c.can_submit}
+        if self._parked_count and (self._kicked or now >= self._parked_recheck):
+            self._unpark(now, up, busy, writes)
+        parked = self._parked
         while heap and heap[0][0] <= now:
             _, _, mid = heapq.heappop(heap)
             msg = self.messages.get(mid)
             if msg is None or msg.is_final or msg.status is not MessageStatus.QUEUED:
                 continue
-            outcome = self._route(msg, now, busy)
+            outcome = self._route(msg, now, up, busy)
             if outcome == "written":
                 writes.messages.append(msg)
-            elif outcome == "busy":
-                deferred.append(msg)
-        for msg in deferred:  # connectors are full: try again shortly, keeping arrival order
-            self.schedule(msg, now + 0.02)
+            elif outcome != "enqueued":
+                parked.setdefault(outcome, deque()).append(msg)
+                self._parked_count += 1
         if writes.messages:
             self.write_then(writes)
-        if not heap:
-            return None
-        return max(0.0, heap[0][0] - self.wall())
+        nxt = heap[0][0] - now if heap else None
+        if self._parked_count:
+            if self._parked_recheck <= now:
+                self._parked_recheck = now + 1.0
+            wait = self._parked_recheck - now
+            nxt = wait if nxt is None else min(nxt, wait)
+        return None if nxt is None else max(0.0, nxt)
 
-    def _route(self, msg: Message, now: float, busy: set[str]) -> str:
+    def _unpark(self, now: float, up: set[str], busy: set[str], writes: Writes) -> None:
+        self._kicked = False
+        sweep = now >= self._parked_recheck  # once a second: also end what expired while parked
+        if sweep:
+            self._parked_recheck = now + 1.0
+        for route_name in list(self._parked):
+            queue = self._parked[route_name]
+            if sweep:
+                alive: deque[Message] = deque()
+                for msg in queue:
+                    if msg.is_final:
+                        continue
+                    if now >= msg.expires_at:
+                        self._route(msg, now, up, busy)  # ends it as expired
+                        writes.messages.append(msg)
+                    else:
+                        alive.append(msg)
+                queue = self._parked[route_name] = alive
+            while queue:
+                msg = queue[0]
+                if msg.is_final or msg.status is not MessageStatus.QUEUED:
+                    queue.popleft()
+                    continue
+                outcome = self._route(msg, now, up, busy)
+                if outcome == "enqueued" or outcome == "written":
+                    queue.popleft()
+                    if outcome == "written":
+                        writes.messages.append(msg)
+                    continue
+                if outcome != route_name:  # the route changed (a reload): move it
+                    queue.popleft()
+                    self._parked.setdefault(outcome, deque()).append(msg)
+                    continue
+                break  # the route is full or down again: the rest keep their place
+            if not queue:
+                del self._parked[route_name]
+        self._parked_count = sum(len(q) for q in self._parked.values())
+
+    def kick(self) -> None:
+        """A connector bound or has room again: parked messages get another chance now."""
+        if self._parked_count:
+            self._kicked = True
+            self._wake.set()
+
+    def _route(self, msg: Message, now: float, up: set[str], busy: set[str]) -> str:
+        """Route one message: "enqueued", "written" (it became final), or its route's name when it must wait."""
         if now >= msg.expires_at:
             msg.set_status(MessageStatus.EXPIRED, now, "validity ended before the message could be submitted")
             msg.error = {"code": "validity_expired", "message": "no SMSC accepted the message within its validity"}
@@ -266,27 +326,24 @@ class GatewayCore:
             msg.error = {"code": "no_route", "message": decision.reason}
             self._finalise(msg)
             return "written"
-        up = {name for name, c in self.connectors.items() if c.can_submit}
         choice = route.resolve(up, self.rng)
         if isinstance(choice, NoSmscUp):
-            if msg.id not in self._waiting_logged:
-                self._waiting_logged.add(msg.id)
-                log.warning("id=%s route=%s every SMSC is down, the message waits", msg.id, route.name)
-            self.schedule(msg, now + 1.0)
-            return "waiting"
-        candidates = [choice.smsc, *choice.alternates]
-        for name in candidates:
+            if route.name not in self._waiting_logged:
+                self._waiting_logged.add(route.name)
+                log.warning("route=%s every SMSC is down: its messages wait (up to their validity)", route.name)
+            return route.name
+        for name in (choice.smsc, *choice.alternates):
             if name in busy:
                 continue
             connector = self.connectors[name]
             if connector.backlog >= connector.backlog_limit:
                 busy.add(name)
                 continue
-            self._waiting_logged.discard(msg.id)
+            self._waiting_logged.discard(route.name)
             msg.route = route.name
             connector.enqueue(msg)
             return "enqueued"
-        return "busy"
+        return route.name
 
     # ---- accepting -------------------------------------------------------------------------------------
 
@@ -353,7 +410,6 @@ class GatewayCore:
         """Bookkeeping when `msg` became final: leave the working set, flag its callback."""
         self.messages.pop(msg.id, None)
         self._submitted_lru.pop(msg.id, None)
-        self._waiting_logged.discard(msg.id)
         recent = self._recent_final
         recent[msg.id] = msg
         if len(recent) > self.max_recent_final:

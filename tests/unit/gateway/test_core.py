@@ -115,8 +115,8 @@ async def test_every_smsc_down_keeps_the_message_waiting_until_validity(core: An
         conn.up = False
     m = msg(clock, expires_at=clock.now + 5)
     await c.accept([m])
-    assert c.dispatch_due() == pytest.approx(1.0)
-    assert m.status is MessageStatus.QUEUED
+    assert c.dispatch_due() == pytest.approx(1.0)  # parked: looked at again within a second
+    assert m.status is MessageStatus.QUEUED and c.ready_count == 1
     clock.now += 6
     c.dispatch_due()
     assert m.status is MessageStatus.EXPIRED
@@ -150,6 +150,15 @@ async def test_busy_connector_defers_and_spills_to_alternate(core: Any) -> None:
     c.dispatch_due()
     assert conns["a"].queued == ms[:1]
     assert conns["b"].queued == ms[1:]  # the failover alternate takes what a cannot
+    conns["b"].limit = 2
+    more = [msg(clock) for _ in range(2)]
+    await c.accept(more)
+    c.dispatch_due()
+    assert c.ready_count == 2  # both full: parked, not spinning
+    conns["a"].queued.clear()
+    c.kick()
+    c.dispatch_due()
+    assert conns["a"].queued == more[:1] and c.ready_count == 1
 
 
 async def test_all_parts_acked_make_the_message_submitted(core: Any) -> None:
