@@ -276,8 +276,9 @@ def build_mt_router(cfg: Config) -> MtRouter:
 def _check(cfg: Config) -> Config:
     names = [s.name for s in cfg.smscs]
     for i, s in enumerate(cfg.smscs):
-        if names.count(s.name) > 1:
-            raise ConfigError(f"duplicate SMSC name {s.name!r}", path=f"smscs[{i}].name")
+        if names.index(s.name) != i:
+            raise ConfigError(f"duplicate SMSC name {s.name!r} (first at smscs[{names.index(s.name)}])",
+                              path=f"smscs[{i}].name")
         if s.password is None and s.password_file is None:
             raise ConfigError("set password (or ${ENV}) or password_file", path=f"smscs[{i}]")
         for lang in s.national_languages:
@@ -286,8 +287,9 @@ def _check(cfg: Config) -> Config:
                                   path=f"smscs[{i}].national_languages")
     ids = [a.id for a in cfg.accounts]
     for i, a in enumerate(cfg.accounts):
-        if ids.count(a.id) > 1:
-            raise ConfigError(f"duplicate account id {a.id!r}", path=f"accounts[{i}].id")
+        if ids.index(a.id) != i:
+            raise ConfigError(f"duplicate account id {a.id!r} (first at accounts[{ids.index(a.id)}])",
+                              path=f"accounts[{i}].id")
     for i, r in enumerate(cfg.routes):
         where = f"routes[{i}]"
         if bool(r.smscs) == bool(r.weights):
@@ -315,11 +317,15 @@ def _check(cfg: Config) -> Config:
     try:
         cfg.numbering_plan()
     except RoutingConfigError as exc:
-        raise ConfigError(exc.detail, path=f"numbering.countries ({exc.rule})") from None
+        # routing/ names the rule by its country; the last one of that name is the one it refused.
+        at = [i for i, c in enumerate(cfg.numbering.countries) if c.country == exc.rule]
+        where = f"numbering.countries[{at[-1]}]" if at else "numbering"
+        raise ConfigError(exc.detail, path=where) from None
     try:
         build_mt_router(cfg)
     except RoutingConfigError as exc:
-        raise ConfigError(exc.detail, path=f"routes ({exc.rule})") from None
+        at = [i for i, r in enumerate(cfg.routes) if (r.name or f"routes[{i}]") == exc.rule]
+        raise ConfigError(exc.detail, path=f"routes[{at[-1]}]" if at else "routes") from None
     return cfg
 
 

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import msgspec
+import msgspec.inspect as mi
 import yaml
 
 __all__ = ["ConfigError", "Secret", "convert", "expand_env", "load_yaml"]
@@ -123,7 +124,61 @@ def _show(value: Any) -> str:
     return str(value)
 
 
-def _translate(exc: msgspec.ValidationError, data: Any) -> ConfigError:
+_SECRET_KEYS = frozenset({"sha256"})  # besides Secret fields: a pasted key where its hash belongs
+
+
+def _type_at(type_: type, raw_path: str) -> mi.Type | None:
+    """The declared type at a msgspec path like `.smscs[1].window` (None when the path leaves the types)."""
+    node: mi.Type = mi.type_info(type_)
+    for m in re.finditer(r"\.([^.\[]+)|\[(\d+|\.\.\.)\]", raw_path):
+        while isinstance(node, mi.UnionType):
+            inner = [t for t in node.types if not isinstance(t, mi.NoneType)]
+            if len(inner) != 1:
+                return None
+            node = inner[0]
+        if m.group(1) is not None and isinstance(node, mi.StructType):
+            field = next((f for f in node.fields if f.encode_name == m.group(1)), None)
+            if field is None:
+                return None
+            node = field.type
+        elif m.group(2) is not None and isinstance(node, (mi.ListType, mi.TupleType, mi.VarTupleType)):
+            node = node.item_type if not isinstance(node, mi.TupleType) else node.item_types[0]
+        elif m.group(2) == "..." and isinstance(node, mi.DictType):
+            node = node.value_type
+        else:
+            return None
+    return node
+
+
+def _is_secret(node: mi.Type | None, path: str) -> bool:
+    if path.rsplit(".", 1)[-1] in _SECRET_KEYS:
+        return True
+    types = node.types if isinstance(node, mi.UnionType) else (node,)
+    return any(isinstance(t, mi.CustomType) and issubclass(t.cls, Secret) for t in types)
+
+
+def _lower_bound(node: mi.Type | None, word: str) -> str:
+    """` >= 1` for a number type with a lower bound (msgspec names a bound only when a value breaks it)."""
+    types = node.types if isinstance(node, mi.UnionType) else (node,)
+    for t in types:
+        if isinstance(t, (mi.IntType, mi.FloatType)) and (word == "an integer") == isinstance(t, mi.IntType):
+            show = float if isinstance(t, mi.FloatType) else int
+            if t.ge is not None:
+                return f" >= {show(t.ge)}"
+            if t.gt is not None:
+                return f" > {show(t.gt)}"
+    return ""
+
+
+def _kind(value: Any) -> str:
+    for t, word in ((bool, "true or false"), (int, "an integer"), (float, "a number"), (str, "a string"),
+                    (list, "a list"), (dict, "a mapping")):
+        if isinstance(value, t):
+            return word
+    return "nothing"
+
+
+def _translate(exc: msgspec.ValidationError, data: Any, type_: type) -> ConfigError:
     m = _AT.match(str(exc))
     assert m is not None
     msg, raw_path = m.group("msg"), m.group("path") or ""
@@ -134,21 +189,39 @@ def _translate(exc: msgspec.ValidationError, data: Any) -> ConfigError:
     missing = re.match(r"Object missing required field `([^`]+)`", msg)
     if missing:
         return ConfigError("required key is missing", path=_join(path, missing.group(1)))
+    node = _type_at(type_, raw_path)
     found, value = _lookup(data, raw_path)
-    got = f", got {_show(value)}" if found else ""
+    if not found:
+        got = ""
+    elif _is_secret(node, path):
+        got = f", got {_kind(value)} (not shown: it may be a secret)"
+    else:
+        got = f", got {_show(value)}"
     expected = _EXPECTED.match(msg)
     if expected:
-        words = " or ".join(_TYPE_WORDS.get(t.strip(), t.strip()) for t in expected.group("type").split("|"))
-        return ConfigError(f"expected {words}{expected.group('rest')}{got}", path=path or "$")
+        rest = expected.group("rest")
+        words = []
+        for t in (t.strip() for t in expected.group("type").split("|")):
+            word = "a string" if t == "Secret" else _TYPE_WORDS.get(t, t)
+            if not rest and word in ("an integer", "a number"):
+                word += _lower_bound(node, word)
+            words.append(word)
+        return ConfigError(f"expected {' or '.join(words)}{rest}{got}", path=path or "$")
     enum = re.match(r"Invalid enum value (.*)", msg)
     if enum:
+        choices = [str(e.value) for e in node.cls] if isinstance(node, mi.EnumType) else []
+        if choices:
+            listed = ", ".join(choices[:-1]) + f" or {choices[-1]}" if len(choices) > 1 else choices[0]
+            return ConfigError(f"expected {listed}{got}", path=path or "$")
         return ConfigError(f"invalid value {enum.group(1)}", path=path or "$")
     return ConfigError(f"{msg[:1].lower()}{msg[1:]}{got}", path=path or "$")
 
 
 def _dec_hook(type_: type, obj: Any) -> Any:
-    if type_ is Secret and isinstance(obj, str):
-        return Secret(obj)
+    if type_ is Secret:
+        if isinstance(obj, str):
+            return Secret(obj)
+        raise TypeError("expected a string")  # msgspec reports it as a ValidationError at the path
     raise NotImplementedError
 
 
@@ -159,9 +232,11 @@ def convert(data: Any, type_: type[T]) -> T:
         ConfigError: the first problem, as `path: problem`.
     """
     try:
-        return msgspec.convert(data, type_, dec_hook=_dec_hook)
+        # strict=False: a string becomes a number or a boolean where the type asks for one, so that
+        # `port: ${SMSC_PORT:-2775}` works (Rule 1 substitutes inside strings only).
+        return msgspec.convert(data, type_, dec_hook=_dec_hook, strict=False)
     except msgspec.ValidationError as exc:
-        raise _translate(exc, data) from None
+        raise _translate(exc, data, type_) from None
 
 
 def read_secret_file(path: str, key_path: str) -> Secret:

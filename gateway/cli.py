@@ -16,6 +16,8 @@ from typing import Any
 from smpp import RemoteProtocolError, SmppError, decode_pdu, encode_pdu
 from smpp._jsonform import JsonFormError, pdu_from_json, pdu_to_json
 
+from ._cli_run import add_subcommands
+
 __all__ = ["main"]
 
 
@@ -112,6 +114,8 @@ def build_parser() -> argparse.ArgumentParser:
     enc = pdu_sub.add_parser("encode", help="JSON (as printed by decode: an object, a list or JSON lines) to hex")
     enc.add_argument("json", nargs="?", default="-", help="the JSON, a file holding it, or - for stdin (default)")
     enc.set_defaults(func=_cmd_pdu_encode)
+
+    add_subcommands(sub)
 
     for name, what in (("sim", "run the SMSC simulator (same as python -m simulator)"),
                        ("load", "drive load through the gateway (HTTP) or an SMSC (SMPP)")):

@@ -1,0 +1,431 @@
+"""`smppgw run`, `smppgw check-config` and `smppgw route`: thin shells over the config, routing and the daemon.
+
+Rule 1 (exit codes): 0 when the command did what was asked; 1 when it ran but the answer is no (a number
+that cannot be read, a destination without a route); 2 when the config file or the command line is invalid,
+in which case nothing was started and stderr holds the `path: problem` message.
+Rule 2 (signals): under `run`, the first SIGTERM or SIGINT drains (stop intake, empty the windows, unbind,
+commit); a second one exits at once. Everything accepted is already durable, so exiting early loses nothing
+that was acknowledged: messages that were on the wire are resolved at the next start.
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import importlib
+import json
+import logging
+import os
+import re
+import signal
+import sys
+from collections.abc import AsyncIterable, Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import anyio
+import anyio.abc
+import msgspec
+
+from routing import FailoverRoute, InvalidMsisdn, MtDecision, NumberingRule, WeightedRoute
+
+from ._config import Config, ConfigError, load_config
+
+__all__ = [
+    "Candidate",
+    "RouteExplanation",
+    "add_subcommands",
+    "backend_options",
+    "explain_route",
+    "parse_listen",
+    "summarise",
+]
+
+log = logging.getLogger(__name__)
+
+EXIT_OK = 0
+EXIT_NO = 1
+EXIT_INVALID = 2
+
+_LISTEN = re.compile(r"\[(?P<v6>[^\]]+)\]:(?P<p6>\d{1,5})|(?P<host>[^:\[\]\s]+):(?P<port>\d{1,5})")
+
+
+def parse_listen(text: str) -> tuple[str, int]:
+    """Split `HOST:PORT` (IPv6 as `[::1]:PORT`); port 0 asks the system for a free port.
+
+    Raises:
+        ValueError: not HOST:PORT, or a port above 65535.
+    """
+    m = _LISTEN.fullmatch(text.strip())
+    if m is None:
+        raise ValueError(f"expected HOST:PORT (IPv6 as [::1]:PORT), got {text!r}")
+    host = m.group("v6") or m.group("host")
+    port = int(m.group("p6") or m.group("port"))
+    if port > 65535:
+        raise ValueError(f"port {port} is above 65535")
+    return host, port
+
+
+def _listen_arg(text: str) -> str:
+    try:
+        parse_listen(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    return text.strip()
+
+
+def _plural(n: int, word: str) -> str:
+    return f"{n} {word}" if n == 1 else f"{n} {word}s"
+
+
+def summarise(cfg: Config) -> str:
+    """One line saying what a config sets up (names and addresses only: never a secret)."""
+    smscs = ", ".join(f"{s.name} {s.host}:{s.port}" for s in cfg.smscs)
+    countries = ", ".join(c.country for c in cfg.numbering.countries) or "none"
+    default = f" (default {cfg.numbering.default_country})" if cfg.numbering.default_country else ""
+    return (
+        f"node {cfg.node}: {_plural(len(cfg.smscs), 'SMSC')}{f' ({smscs})' if smscs else ''}, "
+        f"{_plural(len(cfg.accounts), 'account')}, {_plural(len(cfg.routes), 'route')}, "
+        f"numbering {countries}{default}; http {cfg.http.listen}; store {cfg.store.backend} {cfg.store.path}"
+    )
+
+
+# ---- check-config ------------------------------------------------------------------------------------------
+
+
+def _cmd_check_config(args: argparse.Namespace) -> int:
+    try:
+        cfg = load_config(args.file)
+    except ConfigError as exc:
+        print(exc, file=sys.stderr)
+        return EXIT_INVALID
+    print(f"ok: {args.file}")
+    print(summarise(cfg))
+    return EXIT_OK
+
+
+# ---- route -------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Candidate:
+    """One SMSC of the chosen route, in the order the dispatcher considers it.
+
+    Attributes:
+        smsc: the SMSC's name.
+        host: where it is reached.
+        port: its TCP port.
+        weight: its weight on a weighted route (None on a failover route).
+        share: its expected share of the route's traffic when every SMSC is up, from 0 to 1 (None on a
+            failover route).
+    """
+
+    smsc: str
+    host: str
+    port: int
+    weight: int | None = None
+    share: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class RouteExplanation:
+    """What `smppgw route` prints: how the number was read, the rule that won, and the SMSCs it names.
+
+    Attributes:
+        raw: the number as given.
+        msisdn: the number as E.164 digits.
+        country: the country whose numbering rule the number was read by (None: international only).
+        country_from: where that country came from (`account 'demo'`, `numbering.default_country`, `none`).
+        form: which written form the number was recognised as.
+        decision: the MT router's decision.
+        candidates: the route's SMSCs in the order they are considered (empty when there is no route).
+    """
+
+    raw: str
+    msisdn: str
+    country: str | None
+    country_from: str
+    form: str
+    decision: MtDecision
+    candidates: tuple[Candidate, ...]
+
+    def to_json(self) -> dict[str, Any]:
+        """The explanation as a JSON-ready object (`smppgw route --json`)."""
+        d = self.decision
+        route = d.route
+        return {
+            "input": self.raw,
+            "msisdn": self.msisdn,
+            "country": self.country,
+            "country_from": self.country_from,
+            "form": self.form,
+            "source": d.source,
+            "account": d.account,
+            "rule": None if d.rule is None else d.rule.name,
+            "prefix": d.prefix,
+            "route": None if route is None else route.name,
+            "route_kind": None if route is None else ("weighted" if isinstance(route, WeightedRoute) else "failover"),
+            "candidates": [
+                {"smsc": c.smsc, "host": c.host, "port": c.port, "weight": c.weight, "share": c.share}
+                for c in self.candidates
+            ],
+            "passed_over": [r.name for r in d.passed_over],
+            "reason": d.reason,
+        }
+
+    def lines(self) -> list[str]:
+        """The explanation for a person, one `label: value` per line."""
+        d = self.decision
+        by = "international form only" if self.country is None else (
+            f"numbering rule {self.country} from {self.country_from}")
+        out = [
+            f"input:      {self.raw}",
+            f"msisdn:     {self.msisdn} ({self.form}; {by})",
+            f"source:     {d.source if d.source is not None else '(any)'}",
+            f"account:    {d.account if d.account is not None else '(any)'}",
+        ]
+        if d.rule is None or d.route is None:
+            out.append("route:      none")
+            out.append(f"reason:     {d.reason}")
+            return out
+        out.append(f"rule:       {d.rule.name} ({d.rule.describe()})")
+        out.append(f"prefix:     {d.rule.prefix!r}")
+        out.append(f"route:      {d.route.name}: {d.route.describe()}")
+        how = ("the first one bound takes the message; the others are its failover"
+               if isinstance(d.route, FailoverRoute) else "each message picks one of those bound, by weight")
+        out.append(f"candidates: {how}")
+        for i, c in enumerate(self.candidates, start=1):
+            extra = "" if c.weight is None else f", weight {c.weight} ({(c.share or 0) * 100:.0f}%)"
+            out.append(f"  {i}. {c.smsc} ({c.host}:{c.port}{extra})")
+        out.append(f"reason:     {d.reason}")
+        return out
+
+
+def _written_form(raw: str, msisdn: str, rule: NumberingRule | None) -> str:
+    """Which of routing._msisdn's forms `raw` was read as (its result is known: only the form is found)."""
+    text = "".join(ch for ch in raw if ch == "+" or "0" <= ch <= "9")
+    if text.startswith("+"):
+        return "international form with '+'"
+    if rule is not None:
+        for idp in rule.international_prefixes:
+            if text.startswith(idp) and msisdn == text[len(idp):]:
+                return f"international prefix {idp!r}"
+        trunk = rule.trunk_prefix
+        if trunk and text.startswith(trunk) and msisdn == rule.country_code + text[len(trunk):]:
+            return f"trunk prefix {trunk!r} and a national number"
+        if msisdn == rule.country_code + text:
+            return "a national number without trunk prefix"
+    return "already international digits"
+
+
+def _candidates(cfg: Config, decision: MtDecision) -> tuple[Candidate, ...]:
+    route = decision.route
+    if route is None:
+        return ()
+
+    def where(name: str) -> tuple[str, int]:
+        s = cfg.smsc(name)
+        return s.host, s.port
+
+    if isinstance(route, WeightedRoute):
+        total = sum(w for _, w in route.weights)
+        ordered = sorted(route.weights, key=lambda pair: -pair[1])
+        return tuple(Candidate(n, *where(n), weight=w, share=w / total) for n, w in ordered)
+    return tuple(Candidate(n, *where(n)) for n in route.smscs)
+
+
+def explain_route(cfg: Config, raw: str, *, source: str | None = None, account: str | None = None) -> RouteExplanation:
+    """Normalise `raw` with the config's numbering rules and say which route takes it, and why.
+
+    The country a national number is read by is the account's `country` when an account is given and has
+    one, else `numbering.default_country`, else none (then only international forms are accepted).
+
+    Raises:
+        InvalidMsisdn: the number cannot be read.
+        KeyError: `account` names no account of the config.
+    """
+    country: str | None = None
+    country_from = "none"
+    if account is not None:
+        acc = cfg.account(account)
+        if acc is None:
+            raise KeyError(account)
+        if acc.country is not None:
+            country, country_from = acc.country, f"account {account!r}"
+    if country is None and cfg.numbering.default_country is not None:
+        country, country_from = cfg.numbering.default_country, "numbering.default_country"
+    plan = cfg.numbering_plan()
+    msisdn = plan.normalise(raw, country=country)
+    rule = None if country is None else plan.rule_for(country)
+    decision = cfg.mt_router().decide(msisdn, source=source, account=account)
+    return RouteExplanation(raw, msisdn, country, country_from, _written_form(raw, msisdn, rule), decision,
+                            _candidates(cfg, decision))
+
+
+def _cmd_route(args: argparse.Namespace) -> int:
+    try:
+        cfg = load_config(args.config)
+    except ConfigError as exc:
+        print(exc, file=sys.stderr)
+        return EXIT_INVALID
+    try:
+        explanation = explain_route(cfg, args.msisdn, source=args.source, account=args.account)
+    except KeyError:
+        known = ", ".join(a.id for a in cfg.accounts) or "none"
+        print(f"--account: unknown account {args.account!r} (known: {known})", file=sys.stderr)
+        return EXIT_INVALID
+    except InvalidMsisdn as exc:
+        if args.json:
+            print(json.dumps({"input": args.msisdn, "error": {"code": exc.reason.value, "message": str(exc)}}))
+        else:
+            print(f"{args.msisdn!r} is not a number the gateway accepts ({exc.reason.value}): {exc}",
+                  file=sys.stderr)
+        return EXIT_NO
+    if args.json:
+        print(json.dumps(explanation.to_json(), ensure_ascii=False, indent=2))
+    else:
+        print("\n".join(explanation.lines()))
+    return EXIT_OK if explanation.decision.rule is not None else EXIT_NO
+
+
+# ---- run ---------------------------------------------------------------------------------------------------
+
+
+def _setup_logging(cfg: Config) -> None:
+    """gateway._logging's setup when that module is present, else the standard library's."""
+    try:
+        module = importlib.import_module("gateway._logging")
+    except ModuleNotFoundError:
+        logging.basicConfig(level=cfg.logging.level.upper(), stream=sys.stderr,
+                            format="%(asctime)s %(levelname)s %(name)s %(message)s")
+        return
+    module.setup_logging(cfg.logging)
+
+
+def _http_runner() -> Callable[..., Any] | None:
+    try:
+        module = importlib.import_module("gateway._http")
+    except ModuleNotFoundError:
+        return None
+    runner: Callable[..., Any] = module.run_http
+    return runner
+
+
+def _exit_now(code: int) -> None:  # pragma: no cover - ends the process
+    for handler in logging.getLogger().handlers:
+        handler.flush()
+    os._exit(code)
+
+
+async def watch_signals(signals: AsyncIterable[int], stop: anyio.Event, *,
+                        exit_now: Callable[[int], None] = _exit_now) -> None:
+    """Rule 2: the first signal sets `stop` (drain), a second calls `exit_now(128 + signum)`."""
+    async for signum in signals:
+        name = signal.Signals(signum).name
+        if not stop.is_set():
+            log.info("%s received: draining (send it again to exit at once)", name)
+            stop.set()
+        else:
+            log.warning("%s received again: exiting without draining", name)
+            exit_now(128 + signum)
+
+
+async def _watch_process_signals(stop: anyio.Event) -> None:
+    with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
+        await watch_signals(signals, stop)
+
+
+async def serve_until_signalled(cfg: Config) -> None:
+    """Run the daemon until SIGTERM or SIGINT (Rule 2)."""
+    from ._daemon import Gateway, serve
+
+    gw = Gateway(cfg)
+    http = _http_runner()
+    if http is None:
+        log.warning("the HTTP API (gateway._http) is missing from this build: serving SMPP only")
+    stop = anyio.Event()
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(_watch_process_signals, stop)
+
+        async def run_daemon(*, task_status: anyio.abc.TaskStatus[Gateway] = anyio.TASK_STATUS_IGNORED) -> None:
+            await serve(gw, stop.wait, http=http, task_status=task_status)
+            tg.cancel_scope.cancel()
+
+        await tg.start(run_daemon)
+        if gw.http is not None:
+            log.info("http api listening on http://%s:%d", gw.http.host, gw.http.port)
+        log.info("started: %s", summarise(cfg))
+
+
+def backend_options() -> dict[str, Any]:
+    """AnyIO's asyncio options: uvloop when it is installed (DESIGN: the fastest loop measured here)."""
+    try:
+        importlib.import_module("uvloop")
+    except ModuleNotFoundError:
+        return {}
+    return {"use_uvloop": True}
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    try:
+        cfg = load_config(args.config)
+    except ConfigError as exc:
+        print(exc, file=sys.stderr)
+        return EXIT_INVALID
+    if args.http is not None:
+        cfg = msgspec.structs.replace(cfg, http=msgspec.structs.replace(cfg.http, listen=args.http))
+    if cfg.store.backend != "sqlite":
+        print(f"store.backend: {cfg.store.backend!r} is not available in this build", file=sys.stderr)
+        return EXIT_INVALID
+    _setup_logging(cfg)
+    try:
+        anyio.run(functools.partial(serve_until_signalled, cfg), backend="asyncio",
+                  backend_options=backend_options())
+    except KeyboardInterrupt:  # a Ctrl-C before the signal receiver was installed
+        return 128 + signal.SIGINT
+    log.info("stopped")
+    return EXIT_OK
+
+
+# ---- registration ------------------------------------------------------------------------------------------
+
+
+def add_subcommands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Register `run`, `check-config` and `route` on the `smppgw` parser; each sets `func(args) -> int`."""
+    run = sub.add_parser("run", help="run the gateway daemon until SIGTERM or SIGINT",
+                         description="Run the gateway. The first SIGTERM or SIGINT drains and stops; a second "
+                                     "exits at once.")
+    run.add_argument("-c", "--config", required=True, metavar="FILE", help="the gateway's YAML config")
+    run.add_argument("--http", type=_listen_arg, metavar="HOST:PORT",
+                     help="listen here instead of http.listen (port 0 picks a free port; the port is logged)")
+    run.set_defaults(func=_cmd_run)
+
+    check = sub.add_parser("check-config", help="validate a config file without starting anything",
+                           description="Validate FILE. Prints 'ok: FILE' and a summary (exit 0), or the "
+                                       "'path: problem' message on stderr (exit 2).")
+    check.add_argument("file", metavar="FILE", help="the gateway's YAML config")
+    check.set_defaults(func=_cmd_check_config)
+
+    route = sub.add_parser("route", help="show how a destination number is read and routed, and why",
+                           description="Normalise MSISDN with the config's numbering rules and show the MT "
+                                       "route, its SMSCs in order and the reason. Exit 1 when the number is "
+                                       "refused or no route applies.")
+    route.add_argument("-c", "--config", required=True, metavar="FILE", help="the gateway's YAML config")
+    route.add_argument("msisdn", metavar="MSISDN", help="the destination as a sender would write it")
+    route.add_argument("--from", dest="source", metavar="SRC", help="the source address (sender id or shortcode)")
+    route.add_argument("--account", metavar="ID", help="the submitting account (its country reads national numbers)")
+    route.add_argument("--json", action="store_true", help="print one JSON object")
+    route.set_defaults(func=_cmd_route)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run one of this module's subcommands (what `smppgw` does once the lead's parser includes them)."""
+    parser = argparse.ArgumentParser(prog="smppgw")
+    add_subcommands(parser.add_subparsers(dest="command", required=True))
+    args = parser.parse_args(argv)
+    result: int = args.func(args)
+    return result
+
+
+if __name__ == "__main__":
+    sys.exit(main())
