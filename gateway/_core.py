@@ -377,13 +377,17 @@ class GatewayCore:
 
     # ---- writes that end in callbacks ------------------------------------------------------------------
 
-    def write_then(self, writes: Writes) -> None:
-        """Queue `writes`; once durable, the messages among them that became final go to their callbacks."""
-        done = self.store.write_nowait(writes)  # type: ignore[attr-defined]
+    def write_then(self, writes: Writes) -> anyio.Event:
+        """Queue `writes`; once durable, the messages among them that became final go to their callbacks.
+
+        Returns the event that is set when the writes are durable.
+        """
+        done: anyio.Event = self.store.write_nowait(writes)  # type: ignore[attr-defined]
         finals = [m for m in writes.messages if m.is_final]
         if finals:
             self._post.append((done, finals))
             self._post_wake.set()
+        return done
 
     async def run_post_commit(self, *, task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
         """Hand final messages to the callback sender in commit order (see write_then)."""

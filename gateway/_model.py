@@ -10,7 +10,7 @@ itself: after a crash it becomes `unknown`, for reconciliation.
 
 from __future__ import annotations
 
-import os
+import random
 import time
 from enum import StrEnum
 from typing import Any, NewType
@@ -128,36 +128,35 @@ class Message(msgspec.Struct, kw_only=True):
             "from": self.source,
             "account": self.account,
             "reference": self.reference,
-            "created_at": _iso(self.created_at),
-            "send_at": _iso(self.send_at) if self.send_at else None,
-            "expires_at": _iso(self.expires_at),
-            "status_at": _iso(self.status_at),
+            "created_at": iso_time(self.created_at),
+            "send_at": iso_time(self.send_at) if self.send_at else None,
+            "expires_at": iso_time(self.expires_at),
+            "status_at": iso_time(self.status_at),
             "attempts": self.attempts,
             "smsc": self.smsc,
             "parts": [{"smsc_message_id": p.smsc_message_id, "receipt": p.receipt} for p in self.parts],
             "error": self.error,
             "charged": self.charged,
-            "history": [{"at": _iso(h.at), "status": h.status, "detail": h.detail or None, "smsc": h.smsc or None}
+            "history": [{"at": iso_time(h.at), "status": h.status, "detail": h.detail or None, "smsc": h.smsc or None}
                         for h in self.history],
         }
 
 
-def _iso(t: float) -> str:
+def iso_time(t: float) -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(t)) + f".{int((t % 1) * 1000):03d}Z"
 
 
 _ALPHABET = "0123456789abcdefghjkmnpqrstvwxyz"  # Crockford base32, lower case
+_PAIRS = [a + b for a in _ALPHABET for b in _ALPHABET]  # 10 bits -> two characters
+_random_bits = random.SystemRandom().getrandbits
 
 
 def new_message_id(now: float | None = None) -> MessageId:
     """A 26-character id that sorts by creation time (48 bits of milliseconds, 80 random bits)."""
     ms = int((time.time() if now is None else now) * 1000)
-    value = (ms << 80) | int.from_bytes(os.urandom(10), "big")
-    chars = []
-    for _ in range(26):
-        chars.append(_ALPHABET[value & 31])
-        value >>= 5
-    return MessageId("".join(reversed(chars)))
+    value = (ms << 80) | _random_bits(80)  # 128 bits; the top two of the 130 encoded are zero
+    pairs = _PAIRS
+    return MessageId("".join([pairs[(value >> shift) & 1023] for shift in range(120, -10, -10)]))
 
 
 ENCODER = msgspec.msgpack.Encoder()
