@@ -212,9 +212,9 @@ class Session:
     def __init__(self, config: SessionConfig, *, now: float = 0.0) -> None:
         self.config = config
         self.role = config.role
+        self._peer_role = Role.SMSC if config.role is Role.ESME else Role.ESME
         self.state = State.OPEN
         self.bound_state: State | None = None  # the bound state before UNBINDING
-        self._peer_role = Role.SMSC if config.role is Role.ESME else Role.ESME
         self._now = now
         self._last_received = now
         self._next_seq = 1
@@ -232,6 +232,19 @@ class Session:
         self._timed_out = 0
 
     # ---- sending ---------------------------------------------------------------------------------------
+
+    @property
+    def state(self) -> State:
+        """The session's state (§2.2)."""
+        return self._state
+
+    @state.setter
+    def state(self, value: State) -> None:
+        # The MAY_SEND rows for this state, looked up once per change rather than once per PDU.
+        self._state = value
+        self._may_send = MAY_SEND.get((self.role, value), frozenset())
+        peer_state = (self.bound_state or State.OPEN) if value is State.UNBINDING else value
+        self._peer_may_send = MAY_SEND.get((self._peer_role, peer_state), frozenset())
 
     def next_sequence_number(self) -> int:
         """Take the next free sequence number (1..0x7FFFFFFF, wrapping to 1, skipping outstanding ones)."""
@@ -264,11 +277,10 @@ class Session:
         cid = pdu.command_id
         if cid & RESPONSE_BIT:
             return self._send_response(pdu)
-        state = self.state
+        state = self._state
         if state is State.CLOSED:
             raise LocalProtocolError(f"cannot send {pdu.name}: the session is closed")
-        allowed = MAY_SEND.get((self.role, state))
-        if allowed is None or cid not in allowed:
+        if cid not in self._may_send:
             raise LocalProtocolError(f"a {self.role.value} may not send {pdu.name} in state {state.value}")
         counted = cid not in _UNCOUNTED
         if counted and self._counted >= self.config.window:
@@ -288,7 +300,7 @@ class Session:
                 self._counted += 1
         if cid == C.unbind:
             self.bound_state = state
-            self.state = State.UNBINDING
+            self.state = State.UNBINDING  # after bound_state: the setter reads it
         self._outbuf.append(data)
         self._sent += 1
         return pdu
@@ -340,7 +352,7 @@ class Session:
         Raises:
             LocalProtocolError: the session is already closed.
         """
-        if self.state is State.CLOSED:
+        if self._state is State.CLOSED:
             if not data:
                 return []
             raise LocalProtocolError("data received on a closed session")
@@ -417,11 +429,10 @@ class Session:
 
     def _on_request(self, pdu: Pdu, events: list[Event]) -> None:
         cid = pdu.command_id
-        state = self.state
+        state = self._state
         if state is State.UNBINDING:
             state = self.bound_state or State.OPEN
-        allowed = MAY_SEND.get((self._peer_role, state), frozenset())
-        if cid not in allowed:
+        if cid not in self._peer_may_send:
             status = Status.ESME_RALYBND if cid in _BINDS and state.is_bound else Status.ESME_RINVBNDSTS
             err = RemoteProtocolError(f"{pdu.name} is not allowed from the {self._peer_role.value} in state "
                                       f"{self.state.value}", status=status, sequence_number=pdu.sequence_number,
