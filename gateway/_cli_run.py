@@ -30,6 +30,7 @@ import msgspec
 from routing import FailoverRoute, InvalidMsisdn, MtDecision, NumberingRule, WeightedRoute
 
 from ._config import Config, ConfigError, load_config
+from ._logging import setup_logging
 
 __all__ = [
     "Candidate",
@@ -292,14 +293,8 @@ def _cmd_route(args: argparse.Namespace) -> int:
 
 
 def _setup_logging(cfg: Config) -> None:
-    """gateway._logging's setup when that module is present, else the standard library's."""
-    try:
-        module = importlib.import_module("gateway._logging")
-    except ModuleNotFoundError:
-        logging.basicConfig(level=cfg.logging.level.upper(), stream=sys.stderr,
-                            format="%(asctime)s %(levelname)s %(name)s %(message)s")
-        return
-    module.setup_logging(cfg.logging)
+    """Structured logs as the config says (docs/logging.md)."""
+    setup_logging(cfg.logging)
 
 
 def _http_runner() -> Callable[..., Any] | None:

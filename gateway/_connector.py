@@ -126,6 +126,7 @@ class ConnectorStatistics:
     mo: int
     bind_failures: int
     reconnects: int
+    receipts_by_status: dict[str, int] = field(default_factory=dict)
 
 
 @dataclass(slots=True)
@@ -163,6 +164,7 @@ class Connector:
         self._stopped = anyio.Event()
         self._submits: dict[int, int] = {}
         self._receipts = 0
+        self._receipts_by_status: dict[str, int] = {}
         self._mo = 0
         self._bind_failures = 0
         self._reconnects = 0
@@ -452,8 +454,9 @@ class Connector:
 
     def _durable(self, live: _Live, writes: Writes, *, slots: int = 0, reply: Pdu | None = None) -> None:
         """Queue writes; free `slots` and send `reply` once they are durable."""
+        done: anyio.Event | _Done
         if writes.messages or writes.smsc_ids or writes.mo or writes.early_receipts_done:
-            done = self.core.store.write_nowait(writes)  # type: ignore[attr-defined]
+            done = self.core.store.write_nowait(writes)
         else:
             done = _SET
         finals = [m for m in writes.messages if m.is_final]
@@ -547,6 +550,8 @@ class Connector:
             self._durable(live, writes, reply=reply)
             return
         self._receipts += 1
+        key = receipt.status.value
+        self._receipts_by_status[key] = self._receipts_by_status.get(key, 0) + 1
         hit = self.core.match_receipt(self.name, receipt)
         if hit is None:
             # Early (its submit_sm_resp has not come yet) or unknown: keep it durably, then answer.
@@ -569,5 +574,5 @@ class Connector:
             inflight=sum(len(live.inflight) for live in self._live), window=self.cfg.window,
             rate_per_s=rate.current_per_s, throttle_slowdowns=rate.slowdowns, throttle_waits=self._throttle_waits,
             submits=dict(self._submits), receipts=self._receipts, mo=self._mo, bind_failures=self._bind_failures,
-            reconnects=self._reconnects,
+            reconnects=self._reconnects, receipts_by_status=dict(self._receipts_by_status),
         )

@@ -17,9 +17,11 @@ from typing import Any
 import anyio
 import anyio.abc
 
+from ._callbacks import CallbackSender
 from ._config import Config
 from ._connector import Connector
 from ._core import GatewayCore
+from ._metrics import Metrics
 from ._store import SqliteStore, Store
 
 __all__ = ["Gateway", "serve"]
@@ -50,6 +52,8 @@ class Gateway:
         self.http: Listening | None = None
         self.extensions: dict[str, Any] = {}
         self._ready = anyio.Event()
+        self.metrics = Metrics(self)
+        self.callbacks = CallbackSender(self)
 
     @property
     def ready(self) -> bool:
@@ -94,6 +98,7 @@ async def serve(gw: Gateway, shutdown: Callable[[], Awaitable[None]], *,
         log.info("store open: %d messages resumed, %d marked unknown after the last stop", requeued, unknown)
         async with anyio.create_task_group() as tg:
             await tg.start(gw.core.run_post_commit)
+            await tg.start(gw.callbacks.run)
             await tg.start(gw.core.run_dispatcher)
             for smsc in gw.config.smscs:
                 connector = Connector(smsc, gw.core)
@@ -112,5 +117,6 @@ async def serve(gw: Gateway, shutdown: Callable[[], Awaitable[None]], *,
                     async with anyio.create_task_group() as drain:
                         for c in gw.connectors.values():
                             drain.start_soon(c.stop, gw.config.shutdown.drain_s)
+                    await gw.callbacks.drain()
             tg.cancel_scope.cancel()
         outer.cancel_scope.cancel()

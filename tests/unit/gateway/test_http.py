@@ -384,6 +384,9 @@ async def test_health_and_readiness(api: Api) -> None:
 
 
 async def test_metrics(api: Api) -> None:
+    r = await api.client.get("/metrics")  # the gateway's own registry
+    assert r.status_code == 200 and "smppgw_messages_accepted_total" in r.text
+    del api.gw.extensions["metrics"]
     r = await api.client.get("/metrics")
     assert (r.status_code, error(r)["code"]) == (404, "not_found")
 
