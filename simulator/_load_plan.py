@@ -1,9 +1,8 @@
 """Rule: what the load generator sends is decided before it starts; the hot loop only looks things up.
 
 A run's `LoadPlan` holds the text mix and the pacing. The mix is a fixed cycle of message kinds drawn by smooth
-weighted round robin, so any stretch of the cycle holds each kind in proportion to its weight (with weights
-gsm=8, ucs2=1, long=1 every ten messages hold eight GSM, one UCS-2 and one long message) and a run is the same
-every time. Each kind's text is encoded and split once; a long kind's parts are cached per concatenation
+weighted round robin, spread evenly and exact per period (with weights gsm=8, ucs2=1, long=1, messages 0-9,
+10-19, ... each hold eight GSM, one UCS-2 and one long message), and a run is the same every time. Each kind's text is encoded and split once; a long kind's parts are cached per concatenation
 reference (256 references with an 8-bit UDH, 23.040 §9.2.3.24.1). `Pacer` turns a rate into send times
 for open-loop runs: message k is due at `start + k / rate`, whatever happened to the messages before it.
 """
