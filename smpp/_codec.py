@@ -57,7 +57,7 @@ def _tlv_error(msg: str, status: Status) -> RemoteProtocolError:
 def _decode_tlv_value(spec: Tlv, raw: bytes) -> TlvValue:
     kind = spec.kind
     if kind is TlvKind.U8 or kind is TlvKind.U16 or kind is TlvKind.U32:
-        if len(raw) != kind.value:
+        if len(raw) != kind.value and len(raw) not in spec.also_sizes:
             raise _tlv_error(
                 f"TLV {spec.name} (0x{spec.tag:04x}) must be {kind.value} octets, got {len(raw)}",
                 Status.ESME_RINVPARLEN,
@@ -111,7 +111,7 @@ def decode_tlvs(data: bytes, pos: int, end: int) -> Tlvs:
         size = sizes.get(tag)
         if size is None:
             append((tag, data[pos:nxt]))
-        elif size == length:
+        elif size and size == length:
             append((tag, int.from_bytes(data[pos:nxt], "big")))
         elif size == 0 and length <= _CSTR_MAX[tag] and data.find(0, pos, nxt) == nxt - 1:
             append((tag, data[pos:nxt - 1].decode("latin-1")))
@@ -572,6 +572,12 @@ def decode_pdu(data: bytes, offset: int = 0, end: int | None = None) -> Pdu:
         data = bytes(data)
     if end is None:
         end = len(data)
+    command_id, command_status, seq = _check_header(data, offset, end)
+    return _DECODERS[command_id](data, offset + HEADER_LENGTH, end, command_status, seq)  # type: ignore[no-any-return]
+
+
+def _check_header(data: bytes, offset: int, end: int) -> tuple[int, int, int]:
+    """(command_id, command_status, sequence_number) of a PDU whose header is sound and command known."""
     if end - offset < HEADER_LENGTH:
         raise RemoteProtocolError(f"{end - offset} octets cannot hold a PDU header", status=Status.ESME_RINVCMDLEN,
                                   framing=True)
@@ -580,18 +586,19 @@ def decode_pdu(data: bytes, offset: int = 0, end: int | None = None) -> Pdu:
         raise RemoteProtocolError(f"command_length {command_length} but the PDU is {end - offset} octets",
                                   status=Status.ESME_RINVCMDLEN, sequence_number=seq, command_id=command_id,
                                   framing=True)
-    decoder = _DECODERS.get(command_id)
-    if decoder is None:
+    if command_id not in _DECODERS:
         raise RemoteProtocolError(f"unknown command_id 0x{command_id:08x}", status=Status.ESME_RINVCMDID,
                                   sequence_number=seq, command_id=command_id)
-    return decoder(data, offset + HEADER_LENGTH, end, command_status, seq)  # type: ignore[no-any-return]
+    return command_id, command_status, seq
 
 
 def decode_pdu_slow(data: bytes, offset: int = 0, end: int | None = None) -> Pdu:
-    """decode_pdu through the interpreting path only; the tests check both paths agree."""
+    """decode_pdu through the interpreting path only (same header checks); the tests check both paths agree."""
+    if type(data) is not bytes:
+        data = bytes(data)
     if end is None:
         end = len(data)
-    _, command_id, command_status, seq = _HEADER.unpack_from(data, offset)
+    command_id, command_status, seq = _check_header(data, offset, end)
     cls = PDU_CLASSES[command_id]
     return _decode_slow(cls, data, offset + HEADER_LENGTH, end, command_status, seq)
 

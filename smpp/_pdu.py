@@ -271,13 +271,13 @@ class BindReceiver(Pdu, command_id=CommandId.bind_receiver, response=BindReceive
 
 
 class BindTransceiverResp(Pdu, command_id=CommandId.bind_transceiver_resp):
-    """bind_transceiver_resp (§4.2.6)."""
+    """bind_transceiver_resp (§4.1.6)."""
 
     system_id: SystemId = ""
 
 
 class BindTransceiver(Pdu, command_id=CommandId.bind_transceiver, response=BindTransceiverResp):
-    """bind_transceiver (§4.2.5): ESME -> SMSC, bind to submit and receive."""
+    """bind_transceiver (§4.1.5): ESME -> SMSC, bind to submit and receive."""
 
     system_id: SystemId = ""
     password: Password = ""

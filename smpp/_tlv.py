@@ -36,6 +36,7 @@ class Tlv:
     kind: TlvKind
     max_len: int = 0xFFFF
     min_len: int = 0
+    also_sizes: tuple[int, ...] = ()  # other integer sizes accepted on decode (a known deviation)
 
 
 _U8, _U16, _U32, _CSTR, _OCT = TlvKind.U8, TlvKind.U16, TlvKind.U32, TlvKind.CSTR, TlvKind.OCTETS
@@ -48,7 +49,8 @@ TLVS: tuple[Tlv, ...] = (
     Tlv(0x000D, "source_addr_subunit", _U8),
     Tlv(0x000E, "source_network_type", _U8),
     Tlv(0x000F, "source_bearer_type", _U8),
-    Tlv(0x0010, "source_telematics_id", _U16),
+    # §5.3.2.9 says one octet; SMPP 5.0 and several stacks send two: both are read, one is written.
+    Tlv(0x0010, "source_telematics_id", _U8, also_sizes=(2,)),
     Tlv(0x0017, "qos_time_to_live", _U32),
     Tlv(0x0019, "payload_type", _U8),
     Tlv(0x001D, "additional_status_info_text", _CSTR, 256),
