@@ -21,7 +21,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import json
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -429,11 +429,14 @@ class Acceptor:
 _iso_cached = functools.lru_cache(maxsize=1024)(iso_time)
 
 
+AcceptCheck = Callable[[str, str, str, "str | None"], None]
+
+
 class _Builder:
     """Validates the messages of one request: what the account and the config say is looked up once."""
 
-    __slots__ = ("account_id", "allowed", "country", "decide", "default_source", "default_validity", "key",
-                 "max_chars", "max_parts", "max_validity", "normalise", "now")
+    __slots__ = ("account_id", "allowed", "checks", "country", "decide", "default_source", "default_validity",
+                 "key", "max_chars", "max_parts", "max_validity", "normalise", "now")
 
     def __init__(self, gw: Gateway, account: AccountConfig, allowed: frozenset[str], now: float,
                  key: str | None) -> None:
@@ -451,6 +454,8 @@ class _Builder:
         self.default_validity = min(messages.default_validity_s, messages.max_validity_s)
         self.now = now
         self.key = key
+        # Extensions refuse a message by raising ApiError: check(account_id, msisdn, source, category).
+        self.checks: list[AcceptCheck] = gw.extensions.get("accept_checks", [])
 
     def build(self, req: SubmitRequest) -> Message:
         try:
@@ -485,6 +490,8 @@ class _Builder:
         callback_url = req.callback_url
         if callback_url is not None:
             _check_url(callback_url)
+        for check in self.checks:  # extensions (the opt-out register): each raises ApiError to refuse
+            check(self.account_id, to, source, req.category)
         return Message(
             id=new_message_id(now), account=self.account_id, to=to, source=source, text=req.text,
             encoding=req.encoding, reference=req.reference, callback_url=callback_url, created_at=now,

@@ -18,6 +18,10 @@ import msgspec
 
 from routing import (
     FailoverRoute,
+    MoReservedWords,
+    MoRouter,
+    MoRule,
+    MoShortcode,
     MtRouter,
     MtRule,
     NumberingPlan,
@@ -212,6 +216,152 @@ class LogConfig(_Strict, frozen=True, forbid_unknown_fields=True, kw_only=True):
 class ShutdownConfig(_Strict, frozen=True, forbid_unknown_fields=True, kw_only=True):
     drain_s: PosFloat = 20.0
 
+# ---- carrier billing and MO services (docs/billing.md) ----------------------------------------------------
+
+Price = Annotated[str, msgspec.Meta(pattern=r"^[0-9]+(\.[0-9]{1,3})?$")]
+
+
+class PricePointConfig(_Strict, frozen=True, forbid_unknown_fields=True, kw_only=True):
+    """One price an operator can charge, and the operator's code for it."""
+
+    price: Price
+    code: str
+
+
+class ReceiptErrorsConfig(_Strict, frozen=True, forbid_unknown_fields=True, kw_only=True):
+    """Which receipt `err` codes mean which charging failure, for one operator."""
+
+    insufficient_funds: list[str] = []
+    barred: list[str] = []
+    unknown_subscriber: list[str] = []
+
+
+class OperatorConfig(_Strict, frozen=True, forbid_unknown_fields=True, kw_only=True):
+    """An operator's charging convention. Its SMSCs mark charged MTs this way."""
+
+    name: str
+    smscs: list[str]
+    prefixes: list[Annotated[str, msgspec.Meta(pattern="^[0-9]+$")]] = []
+    currency: Annotated[str, msgspec.Meta(pattern="^[A-Z]{3}$")] = "EUR"
+    convention: str = "service_type"
+    tlv_tag: Annotated[int, msgspec.Meta(ge=0x1400, le=0x3FFF)] | None = None
+    price_points: list[PricePointConfig] = []
+    receipt_errors: ReceiptErrorsConfig = ReceiptErrorsConfig()
+    charge_receipt_mt: bool = False
+    charge_receipt_text: str = "You were charged {price} {currency} for {service}. Reply STOP to end."
+
+
+class ServiceTextsConfig(_Strict, frozen=True, forbid_unknown_fields=True, kw_only=True):
+    """What a service says to users; `{placeholders}` are filled in (docs/billing.md lists them)."""
+
+    confirm: str = "Reply {confirm_keyword} to join {service} at {price} {currency}/{period}. Help: {support}"
+    content: str = "{service}: thank you for your subscription."
+    welcome: str | None = None
+    late_reply: str = "Sorry, that offer has expired. Text {keyword} to {shortcode} to join {service}."
+    wrong_reply: str = "To join {service} reply {confirm_keyword}. To ignore this offer, do nothing."
+    already_active: str = "You are already subscribed to {service}."
+    stop: str = "You have left {service}. You will not be charged again."
+    stopall: str = "You have left every service on {shortcode}. You will not be charged again."
+    start: str = "You can receive messages from {service} again. Text STOP to end."
+    help: str = "{service}: {price} {currency}/{period}. Help: {support}. Text STOP to end."
+    reminder: str = "{service} renews on {date} at {price} {currency}. Text STOP to {shortcode} to end."
+    pin: str = "Your {service} PIN is {pin}. It expires in {minutes} minutes. Do not share it."
+    suspended: str = "{service} is suspended: we could not charge you. Text {keyword} to {shortcode} to rejoin."
+
+
+class RenewalConfig(_Strict, frozen=True, forbid_unknown_fields=True, kw_only=True):
+    retry_attempts: NonNegInt = 3
+    retry_spacing_s: PosFloat = 86400.0
+    reminder_before_s: PosFloat | None = None
+
+
+class ForwardConfig(_Strict, frozen=True, forbid_unknown_fields=True, kw_only=True):
+    url: str
+    secret: Secret | None = None
+    timeout_s: PosFloat = 10.0
+    retry_initial_s: PosFloat = 1.0
+    retry_max_s: PosFloat = 300.0
+    max_age_s: PosFloat = 86400.0
+
+
+class ServiceConfig(_Strict, frozen=True, forbid_unknown_fields=True, kw_only=True):
+    """An MO keyword service: a subscription, a one-off charge, a forward to an application, or an auto-reply."""
+
+    name: str
+    kind: str
+    shortcode: str
+    keyword: str | None = None
+    aliases: list[str] = []
+    pattern: str | None = None
+    display_name: str | None = None
+    support: str = ""
+    account: str | None = None
+    price: Price | None = None
+    currency: Annotated[str, msgspec.Meta(pattern="^[A-Z]{3}$")] = "EUR"
+    period: str = "weekly"
+    double_opt_in: bool = True
+    confirm_keyword: str = "YES"
+    confirm_aliases: tuple[str, ...] = ("Y", "OK")
+    handshake_ttl_s: PosFloat = 86400.0
+    consent_text_version: str = "v1"
+    fallback_prices: list[Price] = []
+    renewal: RenewalConfig = RenewalConfig()
+    forward: ForwardConfig | None = None
+    reply_text: str | None = None
+    texts: ServiceTextsConfig = ServiceTextsConfig()
+
+
+class ShortcodeConfig(_Strict, frozen=True, forbid_unknown_fields=True, kw_only=True):
+    shortcode: str
+    default_service: str | None = None
+    help_text: str | None = None
+    account: str | None = None
+
+
+class ConsentConfig(_Strict, frozen=True, forbid_unknown_fields=True, kw_only=True):
+    exempt_categories: tuple[str, ...] = ("otp",)
+    stop_words: tuple[str, ...] = ("STOP", "UNSUBSCRIBE", "CANCEL", "END", "QUIT")
+    stopall_words: tuple[str, ...] = ("STOPALL",)
+    start_words: tuple[str, ...] = ("START", "UNSTOP")
+    help_words: tuple[str, ...] = ("HELP", "INFO")
+
+
+class PinConfig(_Strict, frozen=True, forbid_unknown_fields=True, kw_only=True):
+    length: Annotated[int, msgspec.Meta(ge=4, le=10)] = 4
+    ttl_s: PosFloat = 300.0
+    max_attempts: PosInt = 3
+    max_per_msisdn_per_hour: PosInt = 5
+    secret: Secret | None = None
+    secret_file: str | None = None
+
+
+class QuietHoursConfig(_Strict, frozen=True, forbid_unknown_fields=True, kw_only=True):
+    prefix: Annotated[str, msgspec.Meta(pattern="^[0-9]*$")] = ""
+    start: Annotated[str, msgspec.Meta(pattern="^([01][0-9]|2[0-3]):[0-5][0-9]$")] = "21:00"
+    end: Annotated[str, msgspec.Meta(pattern="^([01][0-9]|2[0-3]):[0-5][0-9]$")] = "08:00"
+    utc_offset_minutes: Annotated[int, msgspec.Meta(ge=-14 * 60, le=14 * 60)] = 0
+
+
+class PaymentsConfig(_Strict, frozen=True, forbid_unknown_fields=True, kw_only=True):
+    reminder_offsets_days: tuple[NonNegInt, ...] = (7, 3, 0)
+    quiet_hours: list[QuietHoursConfig] = []
+    source: str | None = None
+    request_text: str = "{description}: {amount} {currency} due {due}. Pay: {pay_url}"
+    reminder_text: str = "Reminder: {description}, {amount} {currency} due {due}. Pay: {pay_url}"
+    paid_text: str = "Thank you: {amount} {currency} received for {description}.{invoice}"
+
+
+class BillingConfig(_Strict, frozen=True, forbid_unknown_fields=True, kw_only=True):
+    """Carrier billing: operators' charging conventions, services, shortcodes, consent, PIN and payments."""
+
+    operators: list[OperatorConfig] = []
+    services: list[ServiceConfig] = []
+    shortcodes: list[ShortcodeConfig] = []
+    consent: ConsentConfig = ConsentConfig()
+    pin: PinConfig = PinConfig()
+    payments: PaymentsConfig = PaymentsConfig()
+    mo_account: str | None = None
+
 
 class Config(_Strict, frozen=True, forbid_unknown_fields=True, kw_only=True):
     """The whole gateway configuration (docs/config.md)."""
@@ -226,6 +376,7 @@ class Config(_Strict, frozen=True, forbid_unknown_fields=True, kw_only=True):
     messages: MessagesConfig = MessagesConfig()
     logging: LogConfig = LogConfig()
     shutdown: ShutdownConfig = ShutdownConfig()
+    billing: BillingConfig = BillingConfig()
 
     # Derived at load (not keys of the file).
     base_dir: str = "."
@@ -241,6 +392,21 @@ class Config(_Strict, frozen=True, forbid_unknown_fields=True, kw_only=True):
             if a.id == account_id:
                 return a
         return None
+
+    def service(self, name: str) -> ServiceConfig | None:
+        for svc in self.billing.services:
+            if svc.name == name:
+                return svc
+        return None
+
+    def operator_for_smsc(self, smsc: str) -> OperatorConfig | None:
+        for op in self.billing.operators:
+            if smsc in op.smscs:
+                return op
+        return None
+
+    def mo_router(self) -> MoRouter:
+        return build_mo_router(self)
 
     def numbering_plan(self) -> NumberingPlan:
         rules = tuple(
@@ -271,6 +437,79 @@ def build_mt_router(cfg: Config) -> MtRouter:
             route = FailoverRoute(name, tuple(r.smscs))
         rules.append(MtRule(name, r.prefix, route, source=r.source, account=r.account))
     return MtRouter(tuple(rules))
+
+
+_SERVICE_KINDS = ("subscription", "one_off", "forward", "autoreply")
+_PERIODS = ("daily", "weekly", "monthly")
+_CONVENTIONS = ("service_type", "tlv", "shortcode")
+
+
+def build_mo_router(cfg: Config) -> MoRouter:
+    """The MO router for `cfg.billing` (checked by load_config): keyword rules from services, per shortcode."""
+    b = cfg.billing
+    rules: dict[str, list[MoRule]] = {}
+    for i, svc in enumerate(b.services):
+        if svc.keyword is None and svc.pattern is None:
+            continue
+        rules.setdefault(svc.shortcode, []).append(MoRule(
+            f"billing.services[{i}]", svc.name, keyword=svc.keyword, aliases=frozenset(svc.aliases),
+            pattern=svc.pattern))
+    defaults = {sc.shortcode: sc.default_service for sc in b.shortcodes}
+    codes = sorted(set(rules) | set(defaults) | {svc.shortcode for svc in b.services})
+    shortcodes = tuple(MoShortcode(code, tuple(rules.get(code, ())), defaults.get(code)) for code in codes)
+    c = b.consent
+    reserved = MoReservedWords(stop=frozenset(c.stop_words), stopall=frozenset(c.stopall_words),
+                               start=frozenset(c.start_words), help=frozenset(c.help_words))
+    return MoRouter(shortcodes, reserved=reserved)
+
+
+def _check_billing(cfg: Config) -> None:
+    b = cfg.billing
+    smsc_names = {s.name for s in cfg.smscs}
+    account_ids = {a.id for a in cfg.accounts}
+    names = [svc.name for svc in b.services]
+    for i, op in enumerate(b.operators):
+        where = f"billing.operators[{i}]"
+        if op.convention not in _CONVENTIONS:
+            raise ConfigError(f"expected {', '.join(_CONVENTIONS[:-1])} or {_CONVENTIONS[-1]}, got {op.convention!r}",
+                              path=f"{where}.convention")
+        if op.convention == "tlv" and op.tlv_tag is None:
+            raise ConfigError("the tlv convention needs tlv_tag (a vendor tag, 0x1400 to 0x3FFF)", path=where)
+        for n in op.smscs:
+            if n not in smsc_names:
+                raise ConfigError(f"unknown SMSC {n!r}", path=f"{where}.smscs")
+        prices = [pp.price for pp in op.price_points]
+        if len(set(prices)) != len(prices):
+            raise ConfigError("a price appears twice", path=f"{where}.price_points")
+    for i, svc in enumerate(b.services):
+        where = f"billing.services[{i}]"
+        if names.index(svc.name) != i:
+            raise ConfigError(f"duplicate service name {svc.name!r} (first at billing.services[{names.index(svc.name)}])",
+                              path=f"{where}.name")
+        if svc.kind not in _SERVICE_KINDS:
+            raise ConfigError(f"expected {', '.join(_SERVICE_KINDS[:-1])} or {_SERVICE_KINDS[-1]}, got {svc.kind!r}",
+                              path=f"{where}.kind")
+        if svc.period not in _PERIODS:
+            raise ConfigError(f"expected daily, weekly or monthly, got {svc.period!r}", path=f"{where}.period")
+        if svc.kind in ("subscription", "one_off") and svc.price is None:
+            raise ConfigError(f"a {svc.kind} service needs a price", path=f"{where}.price")
+        if svc.kind == "forward" and svc.forward is None:
+            raise ConfigError("a forward service needs forward.url", path=f"{where}.forward")
+        if svc.kind == "autoreply" and svc.reply_text is None:
+            raise ConfigError("an autoreply service needs reply_text", path=f"{where}.reply_text")
+        if svc.account is not None and svc.account not in account_ids:
+            raise ConfigError(f"unknown account {svc.account!r}", path=f"{where}.account")
+    for i, sc in enumerate(b.shortcodes):
+        if sc.default_service is not None and sc.default_service not in names:
+            raise ConfigError(f"unknown service {sc.default_service!r}", path=f"billing.shortcodes[{i}].default_service")
+        if sc.account is not None and sc.account not in account_ids:
+            raise ConfigError(f"unknown account {sc.account!r}", path=f"billing.shortcodes[{i}].account")
+    if b.mo_account is not None and b.mo_account not in account_ids:
+        raise ConfigError(f"unknown account {b.mo_account!r}", path="billing.mo_account")
+    try:
+        build_mo_router(cfg)
+    except RoutingConfigError as exc:
+        raise ConfigError(exc.detail, path=str(exc.rule)) from None
 
 
 def _check(cfg: Config) -> Config:
@@ -314,6 +553,7 @@ def _check(cfg: Config) -> Config:
         raise ConfigError(f"expected sqlite or redis, got {cfg.store.backend!r}", path="store.backend")
     if cfg.store.synchronous not in ("normal", "full"):
         raise ConfigError(f"expected normal or full, got {cfg.store.synchronous!r}", path="store.synchronous")
+    _check_billing(cfg)
     try:
         cfg.numbering_plan()
     except RoutingConfigError as exc:

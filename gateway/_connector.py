@@ -137,7 +137,8 @@ class _Live:
     info: SessionInfo
     slots: anyio.Semaphore
     inflight: dict[int, Job] = field(default_factory=dict)
-    acks: deque[tuple[anyio.Event | _Done, int, Pdu | None, list[Message]]] = field(default_factory=deque)
+    acks: deque[tuple[anyio.Event | _Done, int, Pdu | None, list[Message], Callable[[], None] | None]] = field(
+        default_factory=deque)
     ack_wake: anyio.Event = field(default_factory=anyio.Event)
 
 
@@ -441,7 +442,7 @@ class Connector:
             await live.acks[0][0].wait()
             # Everything already durable goes in one pass: one loop iteration for a whole commit.
             while live.acks and live.acks[0][0].is_set():
-                _, slots, reply, finals = live.acks.popleft()
+                _, slots, reply, finals, after = live.acks.popleft()
                 for _ in range(slots):
                     live.slots.release()
                 if reply is not None and not conn.closed:
@@ -451,16 +452,19 @@ class Connector:
                         pass
                 if finals:
                     self.core.after_commit(finals)
+                if after is not None:
+                    after()
 
-    def _durable(self, live: _Live, writes: Writes, *, slots: int = 0, reply: Pdu | None = None) -> None:
-        """Queue writes; free `slots` and send `reply` once they are durable."""
+    def _durable(self, live: _Live, writes: Writes, *, slots: int = 0, reply: Pdu | None = None,
+                 after: Callable[[], None] | None = None) -> None:
+        """Queue writes; free `slots`, send `reply` and call `after` once they are durable."""
         done: anyio.Event | _Done
-        if writes.messages or writes.smsc_ids or writes.mo or writes.early_receipts_done:
+        if writes:
             done = self.core.store.write_nowait(writes)
         else:
             done = _SET
         finals = [m for m in writes.messages if m.is_final]
-        live.acks.append((done, slots, reply, finals))
+        live.acks.append((done, slots, reply, finals, after))
         live.ack_wake.set()
 
     # ---- events ----------------------------------------------------------------------------------------
@@ -545,9 +549,9 @@ class Connector:
         writes = Writes()
         if receipt is None:
             self._mo += 1
-            if self.mo_hook is not None:
-                self.mo_hook(self.name, pdu, writes)
-            self._durable(live, writes, reply=reply)
+            hook = self.mo_hook or self.core.mo_hook
+            after = hook(self.name, pdu, writes) if hook is not None else None
+            self._durable(live, writes, reply=reply, after=after)
             return
         self._receipts += 1
         key = receipt.status.value

@@ -126,6 +126,12 @@ class GatewayCore:
         self.messages: dict[str, Message] = {}
         self.connectors: dict[str, ConnectorPort] = {}
         self.on_final: CallbackHook | None = None
+        # Called once for each message that became final, after its final status is durable (billing: the
+        # ledger, receipt MTs, renewals). A hook must not block; it may schedule work.
+        self.final_hooks: list[Callable[[Message], None]] = []
+        # Takes each MO deliver_sm a connector receives (gateway._mo.MoIntake.on_deliver): it adds the MO's
+        # writes and returns what to do once they are durable.
+        self.mo_hook: Callable[..., Callable[[], None] | None] | None = None
         # Metrics hooks: a message became submitted / final; the float is seconds since it was accepted
         # (or since its send_at for a scheduled message).
         self.observe_submitted: Callable[[Message, float], None] | None = None
@@ -382,7 +388,7 @@ class GatewayCore:
 
         Returns the event that is set when the writes are durable.
         """
-        done: anyio.Event = self.store.write_nowait(writes)  # type: ignore[attr-defined]
+        done: anyio.Event = self.store.write_nowait(writes)
         finals = [m for m in writes.messages if m.is_final]
         if finals:
             self._post.append((done, finals))
@@ -431,12 +437,15 @@ class GatewayCore:
         return account.callback.url if account is not None else None
 
     def after_commit(self, msgs: Iterable[Message]) -> None:
-        """Hand messages that became final (and are durable now) to the callback sender."""
+        """Hand messages that became final (and are durable now) to `final_hooks` and the callback sender."""
         hook = self.on_final
-        if hook is None:
-            return
+        hooks = self.final_hooks
         for m in msgs:
-            if m.is_final and m.callback_pending:
+            if not m.is_final:
+                continue
+            for h in hooks:
+                h(m)
+            if hook is not None and m.callback_pending:
                 hook(m)
 
     def submit_ok(self, msg: Message, part: int, smsc: str, smsc_message_id: str, writes: Writes) -> list[Receipt]:

@@ -99,9 +99,18 @@ class _Api:
         self.limiter = AccountRateLimiter(clock)
         self._keys_of: Config | None = None
         self._keys: dict[str, AccountConfig] = {}
-        self.openapi = _ENCODER.encode(openapi_document(gw.config))
+        document = openapi_document(gw.config)
+        document["paths"].update(gw.extensions.get("openapi_paths", {}))  # extensions document their routes
+        document.setdefault("components", {}).setdefault("schemas", {}).update(
+            gw.extensions.get("openapi_schemas", {}))
+        self.openapi = _ENCODER.encode(document)
 
     # ---- request checks (Rule 2) -----------------------------------------------------------------------
+
+    @staticmethod
+    def json(status: int, body: object, headers: dict[str, str] | None = None) -> Response:
+        """A JSON response (msgspec encodes Structs, dicts and lists)."""
+        return _json(status, body, headers)
 
     def account(self, request: Request) -> AccountConfig:
         """The account whose API key the request carries.
@@ -303,6 +312,10 @@ def create_app(gw: Gateway, *, clock: Callable[[], float] = time.monotonic) -> S
         Route("/metrics", api.metrics, methods=["GET"]),
         Route("/openapi.json", api.openapi_json, methods=["GET"]),
     ]
+    # Extensions (the billing flows, the admin API) add routes: each is `make_routes(api) -> list[Route]`, and
+    # may use `api.account(request)`, `api.body(request)` and `api.json(status, obj)`, raising ApiError to refuse.
+    for make_routes in gw.extensions.get("http_routes", []):
+        routes.extend(make_routes(api))
     app = Starlette(routes=routes, exception_handlers={
         ApiError: _api_error, HTTPException: _http_error, Exception: _server_error,
     })

@@ -17,7 +17,7 @@ import time
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 import anyio
 import anyio.abc
@@ -56,6 +56,58 @@ class EarlyReceipt:
     pdu: bytes
 
 
+@dataclass(frozen=True, slots=True)
+class Doc:
+    """A record of the billing flows (docs/billing.md): consent, subscription, handshake, verification, payment
+    request, MO, forward job... `body` is the kind's own MessagePack record; the other fields are what queries use.
+
+    Attributes:
+        kind: the record type ("consent", "subscription", ...).
+        id: unique within its kind.
+        msisdn: the subscriber it concerns ("" when none).
+        scope: the service or shortcode it concerns ("" when none).
+        state: the kind's state ("active", "pending", ...).
+        due: when its next scheduled action is due (wall-clock seconds), None when nothing is scheduled.
+        at: when it was created or last changed.
+    """
+
+    kind: str
+    id: str
+    msisdn: str = ""
+    scope: str = ""
+    state: str = ""
+    due: float | None = None
+    at: float = 0.0
+    body: bytes = b""
+
+
+@dataclass(frozen=True, slots=True)
+class LedgerEntry:
+    """One charge attempt (the ledger is append-only: an attempt is inserted once, its outcome once)."""
+
+    id: str
+    at: float
+    msisdn: str
+    service: str
+    operator: str
+    amount: str
+    currency: str
+    price_point: str = ""
+    smsc: str = ""
+    message_id: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class LedgerOutcome:
+    """The final state of a charge attempt: charged, failed (with a reason) or unknown (for reconciliation)."""
+
+    attempt_id: str
+    at: float
+    state: str
+    reason: str = ""
+    smsc_message_id: str = ""
+
+
 @dataclass(slots=True)
 class Writes:
     """What one call to `write()` makes durable together."""
@@ -66,6 +118,25 @@ class Writes:
     early_receipts: list[tuple[str, bytes]] = field(default_factory=list)  # smsc, encoded deliver_sm
     early_receipts_done: list[int] = field(default_factory=list)
     mo: list[tuple[str, float, bytes]] = field(default_factory=list)  # id, at, record
+    docs: list[Doc] = field(default_factory=list)  # upserted by (kind, id)
+    ledger: list[LedgerEntry] = field(default_factory=list)
+    ledger_outcomes: list[LedgerOutcome] = field(default_factory=list)
+
+    def __bool__(self) -> bool:
+        return bool(self.messages or self.smsc_ids or self.idempotency or self.early_receipts
+                    or self.early_receipts_done or self.mo or self.docs or self.ledger or self.ledger_outcomes)
+
+    def extend(self, other: Writes) -> None:
+        """Add everything `other` holds (one commit for both)."""
+        self.messages.extend(other.messages)
+        self.smsc_ids.extend(other.smsc_ids)
+        self.idempotency.extend(other.idempotency)
+        self.early_receipts.extend(other.early_receipts)
+        self.early_receipts_done.extend(other.early_receipts_done)
+        self.mo.extend(other.mo)
+        self.docs.extend(other.docs)
+        self.ledger.extend(other.ledger)
+        self.ledger_outcomes.extend(other.ledger_outcomes)
 
 
 @dataclass(frozen=True, slots=True)
@@ -126,6 +197,26 @@ CREATE TABLE IF NOT EXISTS idempotency (
 ) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS early_receipts (id INTEGER PRIMARY KEY, smsc TEXT NOT NULL, at REAL NOT NULL, pdu BLOB NOT NULL);
 CREATE TABLE IF NOT EXISTS mo (id TEXT PRIMARY KEY, at REAL NOT NULL, record BLOB NOT NULL);
+CREATE TABLE IF NOT EXISTS docs (
+    kind TEXT NOT NULL, id TEXT NOT NULL, msisdn TEXT NOT NULL, scope TEXT NOT NULL, state TEXT NOT NULL,
+    due REAL, at REAL NOT NULL, body BLOB NOT NULL, PRIMARY KEY (kind, id)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS docs_msisdn ON docs(kind, msisdn, scope);
+CREATE INDEX IF NOT EXISTS docs_due ON docs(kind, due) WHERE due IS NOT NULL;
+CREATE INDEX IF NOT EXISTS docs_state ON docs(kind, state);
+CREATE TABLE IF NOT EXISTS ledger (
+    id TEXT PRIMARY KEY, at REAL NOT NULL, msisdn TEXT NOT NULL, service TEXT NOT NULL, operator TEXT NOT NULL,
+    amount TEXT NOT NULL, currency TEXT NOT NULL, price_point TEXT NOT NULL, smsc TEXT NOT NULL,
+    message_id TEXT NOT NULL
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS ledger_at ON ledger(at);
+CREATE INDEX IF NOT EXISTS ledger_msisdn ON ledger(msisdn, at);
+CREATE INDEX IF NOT EXISTS ledger_service ON ledger(service, at);
+CREATE TABLE IF NOT EXISTS ledger_outcomes (
+    attempt_id TEXT NOT NULL, at REAL NOT NULL, state TEXT NOT NULL, reason TEXT NOT NULL,
+    smsc_message_id TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS ledger_outcomes_attempt ON ledger_outcomes(attempt_id);
 """
 
 
@@ -216,13 +307,13 @@ class SqliteStore:
                 self._close()
 
     def _has_pending(self) -> bool:
-        return self._has_pending_in(self._batch)
+        return bool(self._batch.writes)
 
     async def _commit_pending(self) -> None:
         batch = self._batch
         self._batch = _Batch()
         self._wake = anyio.Event()
-        if not self._has_pending_in(batch):
+        if not batch.writes:
             batch.done.set()
             return
         started = time.perf_counter()
@@ -250,11 +341,6 @@ class SqliteStore:
                 await anyio.to_thread.run_sync(conn.execute, "PRAGMA wal_checkpoint(PASSIVE)")
         finally:
             conn.close()
-
-    @staticmethod
-    def _has_pending_in(batch: _Batch) -> bool:
-        w = batch.writes
-        return bool(w.messages or w.smsc_ids or w.idempotency or w.early_receipts or w.early_receipts_done or w.mo)
 
     def _close(self) -> None:
         self._open = False
@@ -308,6 +394,29 @@ class SqliteStore:
             if w.mo:
                 conn.executemany("INSERT OR REPLACE INTO mo(id, at, record) VALUES (?, ?, ?)", w.mo)
                 rows += len(w.mo)
+            if w.docs:
+                latest_docs = {(d.kind, d.id): d for d in w.docs}
+                conn.executemany(
+                    "INSERT INTO docs(kind, id, msisdn, scope, state, due, at, body) VALUES (?, ?, ?, ?, ?, ?, ?, ?) "
+                    "ON CONFLICT(kind, id) DO UPDATE SET msisdn = excluded.msisdn, scope = excluded.scope, "
+                    "state = excluded.state, due = excluded.due, at = excluded.at, body = excluded.body",
+                    [(d.kind, d.id, d.msisdn, d.scope, d.state, d.due, d.at, d.body) for d in latest_docs.values()],
+                )
+                rows += len(latest_docs)
+            if w.ledger:
+                conn.executemany(
+                    "INSERT OR IGNORE INTO ledger(id, at, msisdn, service, operator, amount, currency, price_point, "
+                    "smsc, message_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    [(e.id, e.at, e.msisdn, e.service, e.operator, e.amount, e.currency, e.price_point, e.smsc,
+                      e.message_id) for e in w.ledger],
+                )
+                rows += len(w.ledger)
+            if w.ledger_outcomes:
+                conn.executemany(
+                    "INSERT INTO ledger_outcomes(attempt_id, at, state, reason, smsc_message_id) VALUES (?, ?, ?, ?, ?)",
+                    [(o.attempt_id, o.at, o.state, o.reason, o.smsc_message_id) for o in w.ledger_outcomes],
+                )
+                rows += len(w.ledger_outcomes)
             conn.execute("COMMIT")
         except BaseException:
             conn.execute("ROLLBACK")
@@ -324,14 +433,8 @@ class SqliteStore:
         if not self._open or self._failed is not None:
             raise StoreClosed("the store is not open" if self._failed is None else f"store failed: {self._failed!r}")
         batch = self._batch
-        b = batch.writes
-        first_early = len(b.early_receipts)
-        b.messages.extend(writes.messages)
-        b.smsc_ids.extend(writes.smsc_ids)
-        b.idempotency.extend(writes.idempotency)
-        b.early_receipts.extend(writes.early_receipts)
-        b.early_receipts_done.extend(writes.early_receipts_done)
-        b.mo.extend(writes.mo)
+        first_early = len(batch.writes.early_receipts)
+        batch.writes.extend(writes)
         self._wake.set()
         await batch.done.wait()
         if batch.error is not None:
@@ -342,13 +445,10 @@ class SqliteStore:
         """Queue `writes` for the next commit without waiting; the returned event is set once it is durable."""
         if not self._open or self._failed is not None:
             raise StoreClosed("the store is not open")
+        if writes.early_receipts:
+            raise ValueError("early receipts need write(): their row ids are returned")
         batch = self._batch
-        b = batch.writes
-        b.messages.extend(writes.messages)
-        b.smsc_ids.extend(writes.smsc_ids)
-        b.idempotency.extend(writes.idempotency)
-        b.mo.extend(writes.mo)
-        b.early_receipts_done.extend(writes.early_receipts_done)
+        batch.writes.extend(writes)
         self._wake.set()
         return batch.done
 
@@ -398,6 +498,72 @@ class SqliteStore:
         return [EarlyReceipt(int(i), s, float(at), bytes(pdu)) for i, s, at, pdu in
                 self._read().execute("SELECT id, smsc, at, pdu FROM early_receipts ORDER BY id")]
 
+    # ---- the billing flows' records ------------------------------------------------------------------
+
+    def doc(self, kind: str, doc_id: str) -> Doc | None:
+        row = self._read().execute(
+            "SELECT kind, id, msisdn, scope, state, due, at, body FROM docs WHERE kind = ? AND id = ?", (kind, doc_id)
+        ).fetchone()
+        return None if row is None else _doc(row)
+
+    def docs(self, kind: str, *, msisdn: str | None = None, scope: str | None = None, state: str | None = None,
+             since: float | None = None, limit: int | None = None) -> list[Doc]:
+        """Records of `kind` matching every filter given, oldest first."""
+        sql = ["SELECT kind, id, msisdn, scope, state, due, at, body FROM docs WHERE kind = ?"]
+        args: list[object] = [kind]
+        for column, value in (("msisdn", msisdn), ("scope", scope), ("state", state)):
+            if value is not None:
+                sql.append(f"AND {column} = ?")
+                args.append(value)
+        if since is not None:
+            sql.append("AND at >= ?")
+            args.append(since)
+        sql.append("ORDER BY at, id")
+        if limit is not None:
+            sql.append("LIMIT ?")
+            args.append(limit)
+        return [_doc(row) for row in self._read().execute(" ".join(sql), args)]
+
+    def docs_due(self, kind: str, before: float, limit: int = 1000) -> list[Doc]:
+        """Records of `kind` whose `due` is at or before `before`, earliest first."""
+        return [_doc(row) for row in self._read().execute(
+            "SELECT kind, id, msisdn, scope, state, due, at, body FROM docs WHERE kind = ? AND due IS NOT NULL "
+            "AND due <= ? ORDER BY due LIMIT ?", (kind, before, limit))]
+
+    def ledger(self, *, msisdn: str | None = None, service: str | None = None, operator: str | None = None,
+               state: str | None = None, since: float | None = None, until: float | None = None,
+               limit: int = 1000) -> list[dict[str, object]]:
+        """Charge attempts with their latest outcome (state "pending" until one is recorded), newest first."""
+        sql = ["SELECT l.id, l.at, l.msisdn, l.service, l.operator, l.amount, l.currency, l.price_point, l.smsc, "
+               "l.message_id, o.state, o.reason, o.smsc_message_id, o.at FROM ledger l LEFT JOIN ledger_outcomes o "
+               "ON o.rowid = (SELECT rowid FROM ledger_outcomes WHERE attempt_id = l.id ORDER BY at DESC, rowid DESC "
+               "LIMIT 1) WHERE 1 = 1"]
+        args: list[object] = []
+        for column, value in (("l.msisdn", msisdn), ("l.service", service), ("l.operator", operator)):
+            if value is not None:
+                sql.append(f"AND {column} = ?")
+                args.append(value)
+        if state is not None:
+            sql.append("AND coalesce(o.state, 'pending') = ?")
+            args.append(state)
+        if since is not None:
+            sql.append("AND l.at >= ?")
+            args.append(since)
+        if until is not None:
+            sql.append("AND l.at < ?")
+            args.append(until)
+        sql.append("ORDER BY l.at DESC LIMIT ?")
+        args.append(limit)
+        keys = ("id", "at", "msisdn", "service", "operator", "amount", "currency", "price_point", "smsc", "message_id",
+                "state", "reason", "smsc_message_id", "final_at")
+        out = []
+        for row in self._read().execute(" ".join(sql), args):
+            item = dict(zip(keys, row, strict=True))
+            if item["state"] is None:
+                item["state"] = "pending"
+            out.append(item)
+        return out
+
     def messages_by_ids(self, ids: Iterable[str]) -> list[Message]:
         return [m for m in (self.get(i) for i in ids) if m is not None]
 
@@ -412,6 +578,11 @@ class SqliteStore:
         b = self._batch.writes
         pending = len(b.messages) + len(b.smsc_ids) + len(b.idempotency) + len(b.early_receipts) + len(b.mo)
         return StoreStatistics(self._commits, self._rows, self._last_commit_s, pending, self.is_open)
+
+
+def _doc(row: tuple[Any, ...]) -> Doc:
+    kind, doc_id, msisdn, scope, state, due, at, body = row
+    return Doc(kind, doc_id, msisdn, scope, state, due, at, bytes(body))
 
 
 def decode_record(data: bytes) -> Message:

@@ -34,6 +34,7 @@ from schemathesis.core.result import Ok
 from schemathesis.specs.openapi.schemas import OpenApiSchema
 
 from gateway._config import hash_api_key, parse_config
+from gateway._connector import ConnectorStatistics, SessionInfo
 from gateway._daemon import Gateway, Listening
 from gateway._http import run_http
 from gateway._store import SqliteStore
@@ -62,6 +63,12 @@ class UpConnector:
     can_submit = True
     backlog = 0
     backlog_limit = 10
+
+    def statistics(self) -> ConnectorStatistics:
+        return ConnectorStatistics(
+            name=self.name, sessions=(SessionInfo(0, "trx", "bound"),), binds_up=1, backlog=0, inflight=0,
+            window=10, rate_per_s=None, throttle_slowdowns=0, throttle_waits=0, submits={}, receipts=0, mo=0,
+            bind_failures=0, reconnects=0)
 
 
 @asynccontextmanager

@@ -1,0 +1,245 @@
+"""Mobile-originated messages: durable intake, reassembly, and in-order processing by the services.
+
+Rule 1: a deliver_sm MO (or each part of a long one) is durable before its deliver_sm_resp: a part is kept as
+an `mo_part` record until its message is complete, then the whole MO becomes an `mo` record in state
+"received", and its parts become "used", in one commit.
+Rule 2: MOs are processed one at a time, in arrival order, by `handler`, which returns the writes and the MT
+messages the MO causes; these commit together with the MO's state "processed" (`GatewayCore.accept`), so a
+crash before that commit makes the restart process the MO again from scratch, and never twice.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import deque
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import anyio
+import anyio.abc
+import msgspec
+
+from routing import InvalidMsisdn, mask_msisdn
+from smpp import DataSm, DeliverSm, EsmClass, Reassembler, decode_pdu, decode_text, encode_pdu, parse_udh
+
+from ._model import Message
+from ._store import Doc, Writes
+
+__all__ = ["MoHandler", "MoIntake", "MoRecord", "MoResult"]
+
+log = logging.getLogger(__name__)
+
+
+class MoRecord(msgspec.Struct, kw_only=True):
+    """One MO as received (reassembled when it came in parts): the body of an `mo` record."""
+
+    id: str
+    smsc: str
+    msisdn: str  # the sender, normalised to international digits when the numbering rules allow
+    source_addr: str  # the sender as the SMSC wrote it
+    to: str  # the shortcode or long number it was sent to
+    text: str
+    data_coding: int
+    parts: int = 1
+    received_at: float
+    state: str = "received"
+    service: str | None = None
+    kind: str | None = None
+    detail: str = ""
+    replies: list[str] = []  # ids of the MT messages it caused
+
+
+@dataclass(slots=True)
+class MoResult:
+    """What processing an MO produced: state changes and MTs, committed together with the MO's new state."""
+
+    writes: Writes = field(default_factory=Writes)
+    messages: list[Message] = field(default_factory=list)
+    service: str | None = None
+    kind: str | None = None
+    detail: str = ""
+
+
+MoHandler = Callable[[MoRecord], Awaitable[MoResult]]
+
+_ENCODER = msgspec.msgpack.Encoder()
+_DECODER = msgspec.msgpack.Decoder(MoRecord)
+
+
+def mo_doc(record: MoRecord) -> Doc:
+    return Doc("mo", record.id, record.msisdn, record.to, record.state, None, record.received_at,
+               _ENCODER.encode(record))
+
+
+def decode_mo(doc: Doc) -> MoRecord:
+    return _DECODER.decode(doc.body)
+
+
+class MoIntake:
+    """Takes MO deliver_sm from every connector (Rule 1) and feeds them to `handler` in order (Rule 2)."""
+
+    def __init__(self, gw: Any, *, handler: MoHandler | None = None, wall: Callable[[], float] = time.time) -> None:
+        self.gw = gw
+        self.handler: MoHandler = handler or self._default_handler
+        self.wall = wall
+        self.reassembler = Reassembler(timeout_s=600.0)
+        # (sender, shortcode) -> ids of the mo_part records not yet used by a complete MO.
+        self._part_docs: dict[tuple[str, str], list[str]] = {}
+        self._queue: deque[str] = deque()
+        self._wake = anyio.Event()
+        self._seq = 0
+        self.received_total = 0
+        self.processed_total = 0
+        self.failed_total = 0
+
+    # ---- intake (called by connectors; Rule 1) --------------------------------------------------------
+
+    def _new_id(self, now: float) -> str:
+        self._seq += 1
+        return f"mo-{int(now * 1000):x}-{self._seq:x}-{self.gw.config.node}"
+
+    def _msisdn(self, source_addr: str) -> str:
+        try:
+            return str(self.gw.core.numbering.normalise(source_addr, country=self.gw.config.numbering.default_country))
+        except InvalidMsisdn:
+            return "".join(ch for ch in source_addr if ch.isdigit()) or source_addr
+
+    def on_deliver(self, smsc: str, pdu: DeliverSm | DataSm, writes: Writes) -> Callable[[], None] | None:
+        """Record an MO deliver_sm into `writes`; returns what to do once they are durable."""
+        now = self.wall()
+        data = pdu.short_message if isinstance(pdu, DeliverSm) else b""
+        payload = pdu.tlvs.get_bytes("message_payload")
+        if payload is not None and not data:
+            data = payload
+        udhi = bool(pdu.esm_class & EsmClass.UDHI)
+        sar = None
+        ref = pdu.tlvs.get_int("sar_msg_ref_num")
+        total = pdu.tlvs.get_int("sar_total_segments")
+        seq = pdu.tlvs.get_int("sar_segment_seqnum")
+        if ref is not None and total is not None and seq is not None:
+            sar = (ref, total, seq)
+        concat = sar is not None and sar[1] > 1
+        if udhi and not concat:
+            try:
+                header, _ = parse_udh(data)
+                concat = header.concat is not None and header.concat.total > 1
+            except ValueError:
+                concat = False
+        if not concat:
+            return self._complete(smsc, pdu.source_addr, pdu.destination_addr, pdu.data_coding, data, udhi, 1, now,
+                                  writes, used=[])
+        part_id = self._new_id(now)
+        writes.docs.append(Doc("mo_part", part_id, pdu.source_addr, pdu.destination_addr, "pending", None, now,
+                               encode_pdu(pdu.replace(sequence_number=0)) + smsc.encode()))
+        return self._take_part(smsc, pdu, part_id, data, payload, udhi, sar, now, writes)
+
+    def _take_part(self, smsc: str, pdu: DeliverSm | DataSm, part_id: str, data: bytes, payload: bytes | None,
+                   udhi: bool, sar: tuple[int, int, int] | None, now: float, writes: Writes
+                   ) -> Callable[[], None] | None:
+        done = self.reassembler.add(source=pdu.source_addr, destination=pdu.destination_addr,
+                                    data_coding=pdu.data_coding, short_message=data if payload is None else b"",
+                                    udhi=udhi, sar=sar, message_payload=payload, now=time.monotonic())
+        key = (pdu.source_addr, pdu.destination_addr)
+        self._part_docs.setdefault(key, []).append(part_id)
+        if done is None or not done.complete:
+            return None
+        used = self._part_docs.pop(key, [])
+        return self._complete(smsc, pdu.source_addr, pdu.destination_addr, done.data_coding, done.data, False,
+                              done.part_count, now, writes, used=used, text=done.text())
+
+    def _complete(self, smsc: str, source_addr: str, to: str, data_coding: int, data: bytes, udhi: bool,
+                  parts: int, now: float, writes: Writes, *, used: list[str], text: str | None = None
+                  ) -> Callable[[], None]:
+        if text is None:
+            if udhi:
+                try:
+                    _, data = parse_udh(data)
+                except ValueError:
+                    pass
+            text = decode_text(data_coding, data)
+        record = MoRecord(id=self._new_id(now), smsc=smsc, msisdn=self._msisdn(source_addr), source_addr=source_addr,
+                          to=to, text=text, data_coding=data_coding, parts=parts, received_at=now)
+        writes.docs.append(mo_doc(record))
+        for pid in used:
+            writes.docs.append(Doc("mo_part", pid, source_addr, to, "used", None, now, b""))
+        self.received_total += 1
+        log.info("smsc=%s mo=%s from=%s to=%s received (%d part(s))", smsc, record.id, mask_msisdn(record.msisdn),
+                 to, parts)
+
+        def queue() -> None:
+            self._queue.append(record.id)
+            self._wake.set()
+        return queue
+
+    # ---- processing (Rule 2) -------------------------------------------------------------------------
+
+    def restore(self) -> int:
+        """After a restart: queue every MO still "received" and reload pending parts. Returns the MOs queued."""
+        store = self.gw.store
+        pending = store.docs("mo", state="received")
+        for doc in pending:
+            self._queue.append(doc.id)
+        for doc in store.docs("mo_part", state="pending"):
+            length = int.from_bytes(doc.body[:4], "big")  # the PDU's command_length; the SMSC name follows it
+            pdu = decode_pdu(doc.body[:length])
+            if not isinstance(pdu, DeliverSm | DataSm):
+                continue
+            data = pdu.short_message if isinstance(pdu, DeliverSm) else b""
+            payload = pdu.tlvs.get_bytes("message_payload")
+            if payload is not None and not data:
+                data = payload
+            sar_values = (pdu.tlvs.get_int("sar_msg_ref_num"), pdu.tlvs.get_int("sar_total_segments"),
+                          pdu.tlvs.get_int("sar_segment_seqnum"))
+            sar = sar_values if None not in sar_values else None
+            writes = Writes()
+            after = self._take_part(doc.body[length:].decode(), pdu, doc.id, data, payload,
+                                    bool(pdu.esm_class & EsmClass.UDHI), sar, self.wall(), writes)  # type: ignore[arg-type]
+            if after is not None:  # the restart completed a message: make it durable, then queue it
+                self.gw.store.write_nowait(writes)
+                after()
+        if self._queue:
+            self._wake.set()
+        return len(pending)
+
+    async def run(self, *, task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
+        """Process queued MOs in order until cancelled."""
+        task_status.started()
+        await self.gw.store.write(Writes())  # a barrier: what `restore` wrote is durable before processing
+        while True:
+            while not self._queue:
+                self._wake = anyio.Event()
+                await self._wake.wait()
+            mo_id = self._queue[0]
+            try:
+                await self._process(mo_id)
+            except Exception:
+                self.failed_total += 1
+                log.exception("mo=%s processing failed; it stays 'received' and is retried on restart", mo_id)
+            self._queue.popleft()
+
+    async def _process(self, mo_id: str) -> None:
+        doc = self.gw.store.doc("mo", mo_id)
+        if doc is None or doc.state != "received":
+            return
+        record = decode_mo(doc)
+        result = await self.handler(record)
+        record.state = "processed"
+        record.service = result.service
+        record.kind = result.kind
+        record.detail = result.detail
+        record.replies = [m.id for m in result.messages]
+        writes = result.writes
+        writes.docs.append(mo_doc(record))
+        await self.gw.core.accept(result.messages, writes)
+        self.processed_total += 1
+
+    async def _default_handler(self, record: MoRecord) -> MoResult:
+        decision = self.gw.core.config.mo_router().decide(to=record.to, text=record.text)
+        log.info("mo=%s to=%s %s (no MO services are running)", record.id, record.to, decision.kind.value)
+        return MoResult(service=decision.service, kind=decision.kind.value, detail=decision.reason)
+
+    def statistics(self) -> dict[str, int]:
+        return {"received": self.received_total, "processed": self.processed_total, "failed": self.failed_total,
+                "queued": len(self._queue)}
