@@ -59,6 +59,7 @@ from smpp.adapter import ConnectionLost, ResponseTimeout, SmppConnection
 from ._config import BindType, Concat, SmscConfig
 from ._core import GatewayCore, SubmitOutcome
 from ._model import Message, Part
+from ._mt import ChargeError, charge_fields
 from ._store import Writes
 from ._throttle import AdaptiveRate
 
@@ -192,6 +193,9 @@ class Connector:
         """Queue the parts of `msg` that this SMSC has not accepted yet."""
         try:
             pdus = self.build_parts(msg)
+        except ChargeError as exc:
+            self.core.fail(msg, "no_price_point", str(exc), self.name)
+            return
         except ValueError as exc:
             self.core.fail(msg, "encoding", str(exc), self.name)
             return
@@ -228,10 +232,16 @@ class Connector:
                 raise ValueError("the message was split differently by another SMSC; cannot resend its parts")
             msg.parts = [Part() for _ in parts]
         msg.data_coding = encoded.data_coding
-        src_ton, src_npi = self._source_ton_npi(msg.source)
+        source = msg.source
+        service_type = cfg.service_type
+        extra: dict[str, object] = {}
+        if msg.charged:  # the operator's convention (_mt Rule 2)
+            tariff, premium_source, extra = charge_fields(self.core.config.operator_for_smsc(self.name), self.name,
+                                                          msg)
+            service_type = tariff or service_type
+            source = premium_source or source
+        src_ton, src_npi = self._source_ton_npi(source)
         registered = 1 if (cfg.registered_delivery and msg.registered_delivery) else 0
-        service_type = str(msg.meta.get("service_type", cfg.service_type))
-        extra = msg.meta.get("tlvs")
         out = []
         for part in parts:
             tlvs: dict[str, object] = {}
@@ -240,12 +250,10 @@ class Connector:
                             sar_segment_seqnum=part.sar[2])
             if part.payload is not None:
                 tlvs["message_payload"] = part.payload
-            if isinstance(extra, dict):
-                for k, v in extra.items():
-                    tlvs[k] = bytes.fromhex(v["hex"]) if isinstance(v, dict) else v
+            tlvs.update(extra)
             out.append(SubmitSm(
                 service_type=service_type, source_addr_ton=src_ton, source_addr_npi=src_npi,
-                source_addr=msg.source, dest_addr_ton=cfg.dest_ton, dest_addr_npi=cfg.dest_npi,
+                source_addr=source, dest_addr_ton=cfg.dest_ton, dest_addr_npi=cfg.dest_npi,
                 destination_addr=msg.to, esm_class=EsmClass.UDHI if part.udhi else 0,
                 registered_delivery=registered, data_coding=part.data_coding,
                 short_message=part.short_message if part.payload is None else b"",

@@ -312,6 +312,11 @@ class GatewayCore:
                 del self._parked[route_name]
         self._parked_count = sum(len(q) for q in self._parked.values())
 
+    def _can_charge(self, smsc: str, msg: Message) -> bool:
+        op = self.config.operator_for_smsc(smsc)
+        price = str((msg.meta.get("charge") or {}).get("price", ""))
+        return op is not None and any(pp.price == price for pp in op.price_points)
+
     def kick(self) -> None:
         """A connector bound or has room again: parked messages get another chance now."""
         if self._parked_count:
@@ -338,7 +343,17 @@ class GatewayCore:
                 self._waiting_logged.add(route.name)
                 log.warning("route=%s every SMSC is down: its messages wait (up to their validity)", route.name)
             return route.name
-        for name in (choice.smsc, *choice.alternates):
+        candidates = (choice.smsc, *choice.alternates)
+        if msg.charged:  # only through an operator that can charge its price (_mt Rule 2)
+            candidates = tuple(n for n in candidates if self._can_charge(n, msg))
+            if not candidates:
+                price = (msg.meta.get("charge") or {}).get("price")
+                msg.set_status(MessageStatus.FAILED, now, "no price point")
+                msg.error = {"code": "no_price_point",
+                             "message": f"no SMSC of route {route.name} that is up can charge {price}"}
+                self._finalise(msg)
+                return "written"
+        for name in candidates:
             if name in busy:
                 continue
             connector = self.connectors[name]
