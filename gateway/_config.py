@@ -299,6 +299,7 @@ class ServiceConfig(_Strict, frozen=True, forbid_unknown_fields=True, kw_only=Tr
     price: Price | None = None
     currency: Annotated[str, msgspec.Meta(pattern="^[A-Z]{3}$")] = "EUR"
     period: str = "weekly"
+    period_s: PosFloat | None = None  # overrides the period's length (trials, tests); `period` still names it
     double_opt_in: bool = True
     confirm_keyword: str = "YES"
     confirm_aliases: tuple[str, ...] = ("Y", "OK")
