@@ -42,6 +42,7 @@ HEADER_LENGTH = 16
 DEFAULT_MAX_COMMAND_LENGTH = 64 * 1024
 
 _HEADER = struct.Struct(">IIII")
+_HEADER_UNPACK = _HEADER.unpack_from
 _TLV_HEAD = struct.Struct(">HH")
 _tuple_new = tuple.__new__
 _INT_FORMAT = {1: "B", 2: "H", 4: "I"}
@@ -424,20 +425,32 @@ def _compile_decoder(cls: type[Pdu]) -> Any:
             while i + len(group) < len(fields) and isinstance(fields[i + len(group)].spec, Int):
                 group.append(fields[i + len(group)])
             fmt = ">" + "".join(_INT_FORMAT[g.spec.size] for g in group)  # type: ignore[union-attr]
+            targets = [f"v{g.index}" for g in group]
+            octets = fields[i + len(group)] if i + len(group) < len(fields) and isinstance(
+                fields[i + len(group)].spec, Octets) else None
+            if octets is not None:  # sm_length read with the integers before it
+                fmt += "B"
+                targets.append("n")
             size = struct.calcsize(fmt)
-            if len(group) == 1 and size == 1:
+            if len(targets) == 1 and size == 1:
                 lines.append(f"        {var} = b[pos]; pos += 1")
             else:
                 unpack = f"_u{f.index}"
                 env[unpack] = struct.Struct(fmt).unpack_from
-                targets = ", ".join(f"v{g.index}" for g in group)
-                lines.append(f"        {targets}, = {unpack}(b, pos); pos += {size}")
+                lines.append(f"        {', '.join(targets)}, = {unpack}(b, pos); pos += {size}")
             names.extend(f"v{g.index}" for g in group)
             i += len(group)
+            if octets is not None:
+                ov = f"v{octets.index}"
+                lines.append(f"        {ov} = b[pos:pos + n]; pos += n")
+                lines.append(f"        if n > {octets.spec.max_len}: raise ValueError")  # type: ignore[union-attr]
+                names.append(ov)
+                i += 1
             continue
         if isinstance(spec, CStr):
-            lines.append(f"        i = b.index(0, pos, pos + {spec.max_len}); {var} = b[pos:i].decode('latin-1');"
-                         " pos = i + 1")
+            # Empty strings are common (service_type, schedule_delivery_time, validity_period): no slice then.
+            lines.append(f"        i = b.index(0, pos, pos + {spec.max_len}); {var} = b[pos:i].decode('latin-1') "
+                         "if i != pos else ''; pos = i + 1")
         elif isinstance(spec, Octets):
             lines.append(f"        n = b[pos]; pos += 1; {var} = b[pos:pos + n]; pos += n")
             lines.append(f"        if n > {spec.max_len}: raise ValueError")
@@ -572,6 +585,12 @@ def decode_pdu(data: bytes, offset: int = 0, end: int | None = None) -> Pdu:
         data = bytes(data)
     if end is None:
         end = len(data)
+    if end - offset >= HEADER_LENGTH:  # the common case inline; _check_header says what is wrong otherwise
+        command_length, command_id, command_status, seq = _HEADER_UNPACK(data, offset)
+        if command_length == end - offset:
+            decoder = _DECODERS.get(command_id)
+            if decoder is not None:
+                return decoder(data, offset + HEADER_LENGTH, end, command_status, seq)  # type: ignore[no-any-return]
     command_id, command_status, seq = _check_header(data, offset, end)
     return _DECODERS[command_id](data, offset + HEADER_LENGTH, end, command_status, seq)  # type: ignore[no-any-return]
 
