@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import random
 import re
+import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -150,7 +151,7 @@ class Connector:
     """The binds to one SMSC and the backlog of parts waiting for them."""
 
     def __init__(self, cfg: SmscConfig, core: GatewayCore, *, mo_hook: MoHook | None = None,
-                 clock: Callable[[], float] = anyio.current_time) -> None:
+                 clock: Callable[[], float] = time.monotonic) -> None:
         self.name = cfg.name
         self.cfg = cfg
         self.core = core
@@ -187,7 +188,9 @@ class Connector:
 
     @property
     def backlog_limit(self) -> int:
-        return max(64, 4 * self.cfg.window * self.cfg.sessions)
+        # Deep enough that the dispatcher rarely parks messages (re-routing them costs), shallow enough that
+        # an SMSC going down hands back a bounded amount of work for failover.
+        return max(1000, 20 * self.cfg.window * self.cfg.sessions)
 
     def enqueue(self, msg: Message) -> None:
         """Queue the parts of `msg` that this SMSC has not accepted yet."""

@@ -24,7 +24,7 @@ from typing import Any, Protocol
 import anyio
 import anyio.abc
 
-from dlr import Correlator, IdPolicy, Receipt, ReceiptStatus, fold_part_statuses, receipt_keys
+from dlr import Correlator, IdPolicy, Receipt, ReceiptStatus, correlation_keys, fold_part_statuses, receipt_keys
 from routing import MtRouter, NoSmscUp, NumberingPlan, mask_msisdn
 from smpp import Status
 
@@ -207,7 +207,7 @@ class GatewayCore:
 
                 receipt = parse_receipt(pdu)
                 if receipt is not None:
-                    self.correlator.match(early.smsc, receipt, anyio.current_time(), policy=self.policy(early.smsc))
+                    self.correlator.match(early.smsc, receipt, time.monotonic(), policy=self.policy(early.smsc))
                     self._early_rows[id(receipt)] = early.id
         if writes.messages:
             self.write_then(writes)
@@ -469,11 +469,9 @@ class GatewayCore:
         msg.parts[part].smsc_message_id = smsc_message_id
         msg.parts[part].smsc = smsc
         policy = self.policy(smsc)
-        from dlr import correlation_keys
-
         for key in correlation_keys(smsc_message_id, policy):
             writes.smsc_ids.append((smsc, key, msg.id, part))
-        early = self.correlator.register(smsc, smsc_message_id, msg.id, part, anyio.current_time(), policy=policy,
+        early = self.correlator.register(smsc, smsc_message_id, msg.id, part, time.monotonic(), policy=policy,
                                          destination=msg.to)
         if all(p.smsc_message_id for p in msg.parts) and msg.status is MessageStatus.QUEUED:
             msg.smsc = smsc
@@ -556,7 +554,7 @@ class GatewayCore:
 
     def match_receipt(self, smsc: str, receipt: Receipt) -> tuple[str, int] | None:
         """Our (message_id, part) for a receipt, from memory or the store; None parks it as early."""
-        mono = anyio.current_time()
+        mono = time.monotonic()
         policy = self.policy(smsc)
         m = self.correlator.match(smsc, receipt, mono, policy=policy)
         if m is not None:

@@ -164,6 +164,10 @@ class Pdu(tuple[Any, ...], metaclass=_PduMeta):
         values.update(changes)
         return type(self)(**values)
 
+    def with_sequence_number(self, sequence_number: int) -> Self:
+        """A copy with another sequence_number (what the session does to every request it sends)."""
+        return _tuple_new(type(self), (self[0], sequence_number, *self[2:]))
+
     def as_dict(self) -> dict[str, Any]:
         """Header and body fields and the TLVs, by name."""
         return dict(zip(self.field_names, self, strict=True))

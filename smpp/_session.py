@@ -290,7 +290,7 @@ class Session:
                 raise LocalProtocolError("a bind is already awaiting its response")
             self._pending_bind = CommandId(cid)
         if pdu.sequence_number == 0:
-            pdu = pdu.replace(sequence_number=self.next_sequence_number())
+            pdu = pdu.with_sequence_number(self.next_sequence_number())
         elif pdu.sequence_number in self._outstanding:
             raise LocalProtocolError(f"sequence_number {pdu.sequence_number} is already outstanding")
         data = encode_pdu(pdu)
