@@ -184,7 +184,7 @@ class ApiError(Exception):
                                                reason=self.reason))
 
 
-def _decode_error(exc: msgspec.DecodeError, body: bytes) -> ApiError:
+def decode_error(exc: msgspec.DecodeError, body: bytes) -> ApiError:
     """The 400 or 422 for a body msgspec refused, naming the path it gives (`$.messages[3].to`)."""
     if not isinstance(exc, msgspec.ValidationError):
         if not body.strip():
@@ -307,7 +307,7 @@ class Acceptor:
         try:
             return _SUBMIT_DECODER.decode(body)
         except msgspec.DecodeError as exc:
-            raise _decode_error(exc, body) from None
+            raise decode_error(exc, body) from None
 
     @staticmethod
     def decode_batch(body: bytes) -> BatchRequest:
@@ -315,7 +315,7 @@ class Acceptor:
         try:
             return _BATCH_DECODER.decode(body)
         except msgspec.DecodeError as exc:
-            raise _decode_error(exc, body) from None
+            raise decode_error(exc, body) from None
 
     # ---- validating one message ------------------------------------------------------------------------
 

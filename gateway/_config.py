@@ -505,6 +505,22 @@ def _check_billing(cfg: Config) -> None:
             raise ConfigError(f"unknown service {sc.default_service!r}", path=f"billing.shortcodes[{i}].default_service")
         if sc.account is not None and sc.account not in account_ids:
             raise ConfigError(f"unknown account {sc.account!r}", path=f"billing.shortcodes[{i}].account")
+    p = b.payments
+    if len(set(p.reminder_offsets_days)) != len(p.reminder_offsets_days) or len(p.reminder_offsets_days) > 3:
+        raise ConfigError("at most three distinct offsets (days before due)",
+                          path="billing.payments.reminder_offsets_days")
+    sample = dict.fromkeys(("description", "amount", "currency", "due", "pay_url", "reference", "invoice_url",
+                            "invoice"), "")
+    for name in ("request_text", "reminder_text", "paid_text"):
+        try:
+            getattr(p, name).format_map(sample)
+        except (KeyError, IndexError, ValueError) as exc:
+            raise ConfigError(f"not a valid template ({exc}); placeholders: "
+                              + ", ".join("{" + k + "}" for k in sample), path=f"billing.payments.{name}") from None
+    quiet = [q.prefix for q in p.quiet_hours]
+    for i, prefix in enumerate(quiet):
+        if quiet.index(prefix) != i:
+            raise ConfigError(f"duplicate prefix {prefix!r}", path=f"billing.payments.quiet_hours[{i}].prefix")
     if b.mo_account is not None and b.mo_account not in account_ids:
         raise ConfigError(f"unknown account {b.mo_account!r}", path="billing.mo_account")
     try:
