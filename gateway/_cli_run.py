@@ -5,7 +5,8 @@ that cannot be read, a destination without a route); 2 when the config file or t
 in which case nothing was started and stderr holds the `path: problem` message.
 Rule 2 (signals): under `run`, the first SIGTERM or SIGINT drains (stop intake, empty the windows, unbind,
 commit); a second one exits at once. Everything accepted is already durable, so exiting early loses nothing
-that was acknowledged: messages that were on the wire are resolved at the next start.
+that was acknowledged: messages that were on the wire are resolved at the next start. SIGHUP reloads the
+config file (gateway._reload); it is ignored once the drain began.
 """
 
 from __future__ import annotations
@@ -313,10 +314,19 @@ def _exit_now(code: int) -> None:  # pragma: no cover - ends the process
 
 
 async def watch_signals(signals: AsyncIterable[int], stop: anyio.Event, *,
-                        exit_now: Callable[[int], None] = _exit_now) -> None:
-    """Rule 2: the first signal sets `stop` (drain), a second calls `exit_now(128 + signum)`."""
+                        exit_now: Callable[[int], None] = _exit_now,
+                        reload: Callable[[], None] | None = None) -> None:
+    """Rule 2: the first SIGTERM/SIGINT sets `stop` (drain), a second calls `exit_now(128 + signum)`;
+    SIGHUP calls `reload()` until `stop` is set."""
     async for signum in signals:
         name = signal.Signals(signum).name
+        if signum == signal.SIGHUP:
+            if reload is None or stop.is_set():
+                log.info("SIGHUP received: ignored (%s)", "draining" if stop.is_set() else "nothing to reload")
+            else:
+                log.info("SIGHUP received: reloading the config")
+                reload()
+            continue
         if not stop.is_set():
             log.info("%s received: draining (send it again to exit at once)", name)
             stop.set()
@@ -325,25 +335,42 @@ async def watch_signals(signals: AsyncIterable[int], stop: anyio.Event, *,
             exit_now(128 + signum)
 
 
-async def _watch_process_signals(stop: anyio.Event) -> None:
-    with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
-        await watch_signals(signals, stop)
+async def _watch_process_signals(stop: anyio.Event, reload: Callable[[], None] | None) -> None:
+    with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT, signal.SIGHUP) as signals:
+        await watch_signals(signals, stop, reload=reload)
 
 
-async def serve_until_signalled(cfg: Config) -> None:
-    """Run the daemon until SIGTERM or SIGINT (Rule 2)."""
+def _with_listen(listen: str) -> Callable[[Config], Config]:
+    def override(cfg: Config) -> Config:
+        return msgspec.structs.replace(cfg, http=msgspec.structs.replace(cfg.http, listen=listen))
+    return override
+
+
+async def serve_until_signalled(cfg: Config, *, config_path: str | None = None, listen: str | None = None) -> None:
+    """Run the daemon until SIGTERM or SIGINT (Rule 2), reloading `config_path` on SIGHUP.
+
+    systemd is told about readiness, reloads, the watchdog and the stop when $NOTIFY_SOCKET is set.
+
+    Args:
+        config_path: the file `cfg` came from (None: SIGHUP reloads nothing).
+        listen: the command line's `--http`, applied to `cfg` already and kept across reloads.
+    """
     from ._daemon import Gateway, serve
+    from ._systemd import Notifier
 
-    gw = Gateway(cfg)
+    gw = Gateway(cfg, config_path=config_path)
+    if listen is not None:
+        gw.reloader.override = _with_listen(listen)
+    notifier = Notifier.from_environ()
     http = _http_runner()
     if http is None:
         log.warning("the HTTP API (gateway._http) is missing from this build: serving SMPP only")
     stop = anyio.Event()
     async with anyio.create_task_group() as tg:
-        tg.start_soon(_watch_process_signals, stop)
+        tg.start_soon(_watch_process_signals, stop, gw.reloader.request if config_path is not None else None)
 
         async def run_daemon(*, task_status: anyio.abc.TaskStatus[Gateway] = anyio.TASK_STATUS_IGNORED) -> None:
-            await serve(gw, stop.wait, http=http, task_status=task_status)
+            await serve(gw, stop.wait, http=http, notifier=notifier, task_status=task_status)
             tg.cancel_scope.cancel()
 
         await tg.start(run_daemon)
@@ -368,13 +395,14 @@ def _cmd_run(args: argparse.Namespace) -> int:
         print(exc, file=sys.stderr)
         return EXIT_INVALID
     if args.http is not None:
-        cfg = msgspec.structs.replace(cfg, http=msgspec.structs.replace(cfg.http, listen=args.http))
+        cfg = _with_listen(args.http)(cfg)
     if cfg.store.backend != "sqlite":
         print(f"store.backend: {cfg.store.backend!r} is not available in this build", file=sys.stderr)
         return EXIT_INVALID
     _setup_logging(cfg)
     try:
-        anyio.run(functools.partial(serve_until_signalled, cfg), backend="asyncio",
+        anyio.run(functools.partial(serve_until_signalled, cfg, config_path=args.config, listen=args.http),
+                  backend="asyncio",
                   backend_options=backend_options())
     except KeyboardInterrupt:  # a Ctrl-C before the signal receiver was installed
         return 128 + signal.SIGINT
@@ -388,8 +416,9 @@ def _cmd_run(args: argparse.Namespace) -> int:
 def add_subcommands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Register `run`, `check-config` and `route` on the `smppgw` parser; each sets `func(args) -> int`."""
     run = sub.add_parser("run", help="run the gateway daemon until SIGTERM or SIGINT",
-                         description="Run the gateway. The first SIGTERM or SIGINT drains and stops; a second "
-                                     "exits at once.")
+                         description="Run the gateway. SIGHUP reloads the config file. The first SIGTERM or "
+                                     "SIGINT drains and stops; a second exits at once. Under systemd "
+                                     "(Type=notify) it reports readiness, reloads, status and watchdog pings.")
     run.add_argument("-c", "--config", required=True, metavar="FILE", help="the gateway's YAML config")
     run.add_argument("--http", type=_listen_arg, metavar="HOST:PORT",
                      help="listen here instead of http.listen (port 0 picks a free port; the port is logged)")

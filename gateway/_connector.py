@@ -9,6 +9,7 @@ are handed back to the core (or marked unknown, see _core Rule 3); a response ti
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import random
 import re
@@ -142,6 +143,7 @@ class _Live:
     acks: deque[tuple[anyio.Event | _Done, int, Pdu | None, list[Message], Callable[[], None] | None]] = field(
         default_factory=deque)
     ack_wake: anyio.Event = field(default_factory=anyio.Event)
+    slots_owed: int = 0  # window slots to withhold as they free up, after a reload made the window smaller
 
 
 MoHook = Callable[[str, DeliverSm | DataSm, Writes], Callable[[], None] | None]
@@ -191,6 +193,52 @@ class Connector:
         # Deep enough that the dispatcher rarely parks messages (re-routing them costs), shallow enough that
         # an SMSC going down hands back a bounded amount of work for failover.
         return max(1000, 20 * self.cfg.window * self.cfg.sessions)
+
+    def update(self, cfg: SmscConfig) -> None:
+        """Take new settings that need no rebind (a reload): window, throughput, timers, submit fields.
+
+        The live sessions keep their binds: a larger window frees slots at once, a smaller one withholds slots
+        as their submits are answered; the rate ceiling changes from the next submit.
+
+        Raises:
+            ValueError: `cfg` is another SMSC's.
+        """
+        if cfg.name != self.name:
+            raise ValueError(f"settings of SMSC {cfg.name!r} handed to connector {self.name!r}")
+        old = self.cfg
+        self.cfg = cfg
+        if (cfg.throughput_per_s, cfg.throttle_backoff_s) != (old.throughput_per_s, old.throttle_backoff_s):
+            self.rate.ceiling_per_s = cfg.throughput_per_s
+            self.rate.recover_s = cfg.throttle_backoff_s
+            self.rate.bucket.set_rate(cfg.throughput_per_s, self.clock())
+        for live in self._live:
+            session = live.conn.session
+            session.config = dataclasses.replace(
+                session.config, window=cfg.window + 2, response_timeout_s=cfg.response_timeout_s,
+                enquire_link_interval_s=cfg.enquire_link_interval_s)
+            self._resize_window(live, cfg.window - old.window)
+        self._wake_takers()
+        self.core.kick()
+
+    @staticmethod
+    def _resize_window(live: _Live, delta: int) -> None:
+        if delta > 0:
+            paid = min(delta, live.slots_owed)
+            live.slots_owed -= paid
+            for _ in range(delta - paid):
+                live.slots.release()
+        elif delta < 0:
+            take = min(-delta, int(live.slots.value))
+            for _ in range(take):
+                live.slots.acquire_nowait()
+            live.slots_owed += -delta - take
+
+    @staticmethod
+    def _free_slots(live: _Live, n: int = 1) -> None:
+        owed = min(n, live.slots_owed)
+        live.slots_owed -= owed
+        for _ in range(n - owed):
+            live.slots.release()
 
     def enqueue(self, msg: Message) -> None:
         """Queue the parts of `msg` that this SMSC has not accepted yet."""
@@ -310,10 +358,9 @@ class Connector:
         self._backlog.clear()
 
     async def _keep_bound(self, info: SessionInfo) -> None:
-        cfg = self.cfg
-        rc = cfg.reconnect
-        backoff = rc.initial_s
+        backoff = self.cfg.reconnect.initial_s
         while not self.stopping:
+            rc = self.cfg.reconnect  # read each round: a reload may change it
             started = self.clock()
             try:
                 await self._one_connection(info)
@@ -404,7 +451,7 @@ class Connector:
             await live.slots.acquire()
             job = await self._take()
             if job is None:
-                live.slots.release()
+                self._free_slots(live)
                 return
             jobs = [job]
             while self._backlog and live.slots.value > 0:
@@ -425,8 +472,7 @@ class Connector:
                     wait = self.rate.take(self.clock())
                 if conn.closed or j.msg.is_final:
                     rest = jobs[i:]
-                    for _ in rest:
-                        live.slots.release()
+                    self._free_slots(live, len(rest))
                     self.core.give_back(r.msg for r in rest if not r.msg.is_final)
                     if conn.closed:
                         return
@@ -454,8 +500,7 @@ class Connector:
             # Everything already durable goes in one pass: one loop iteration for a whole commit.
             while live.acks and live.acks[0][0].is_set():
                 _, slots, reply, finals, after = live.acks.popleft()
-                for _ in range(slots):
-                    live.slots.release()
+                self._free_slots(live, slots)
                 if reply is not None and not conn.closed:
                     try:
                         conn.send(reply)

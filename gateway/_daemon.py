@@ -2,8 +2,12 @@
 
 Rule 1: start order is store -> core (restore) -> connectors -> callbacks -> HTTP; READY only after the
 store is open and the HTTP listener is up. Stop order is the reverse: HTTP stops accepting (503), connectors
-drain their windows and unbind, callbacks flush, the store commits and closes.
+drain their windows and unbind, callbacks flush, the store commits and closes, all within shutdown.drain_s.
 Rule 2: every task has an owner (a task group); nothing outlives `serve`.
+Rule 3: `gw.config` is the one running config; every service reads it (or `gw.core.config`, the same object)
+when it needs a setting, so a reload (`apply_config`) reaches them all in one step. The SMSC connectors are
+then brought in line with it: at most one connector per SMSC name runs at a time, and an SMSC being drained
+for a rebind or a removal is settled again against the latest config once its drain ends.
 """
 
 from __future__ import annotations
@@ -12,17 +16,22 @@ import logging
 import time
 from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import anyio
 import anyio.abc
 
 from ._callbacks import CallbackSender
-from ._config import Config
+from ._config import Config, SmscConfig
 from ._connector import Connector
 from ._core import GatewayCore
 from ._metrics import Metrics
+from ._mo import MoIntake
+from ._payments import install as install_payments
+from ._reload import Reloader, needs_rebind
 from ._store import SqliteStore, Store
+from ._systemd import Notifier, gateway_status, run_heartbeat
 
 __all__ = ["Gateway", "serve"]
 
@@ -40,7 +49,7 @@ class Listening:
 class Gateway:
     """Every service of one gateway node, wired together; `serve()` runs them."""
 
-    def __init__(self, config: Config, *, store: Store | None = None) -> None:
+    def __init__(self, config: Config, *, store: Store | None = None, config_path: str | Path | None = None) -> None:
         self.config = config
         if store is None:
             store = make_store(config)
@@ -54,6 +63,13 @@ class Gateway:
         self._ready = anyio.Event()
         self.metrics = Metrics(self)
         self.callbacks = CallbackSender(self)
+        self.notifier = Notifier()  # serve() is handed the real one (the CLI reads it from the environment)
+        self.reloader = Reloader(self, path=config_path)
+        self._services: anyio.abc.TaskGroup | None = None
+        self._settling: set[str] = set()
+        self.mo = MoIntake(self)
+        self.core.mo_hook = self.mo.on_deliver
+        self.payments = install_payments(self)
 
     @property
     def ready(self) -> bool:
@@ -71,11 +87,72 @@ class Gateway:
     async def wait_started(self) -> None:
         await self._ready.wait()
 
+    # ---- the running config (Rule 3) -------------------------------------------------------------------
+
+    def apply_config(self, config: Config) -> None:
+        """Swap in a validated config everywhere at once, then bring the connectors in line with it."""
+        self.config = config
+        self.core.apply_config(config)
+        self.settle_connectors()
+        self.core.kick()
+
+    def make_connector(self, smsc: SmscConfig) -> Connector:
+        """The connector for one SMSC, registered with the gateway and the core (not started)."""
+        connector = Connector(smsc, self.core)
+        self.connectors[smsc.name] = connector
+        self.core.connectors[smsc.name] = connector
+        return connector
+
+    def settle_connectors(self) -> None:
+        """Start, update, rebind or retire connectors so that they match `config.smscs` (reload, Rule 3)."""
+        tg = self._services
+        if tg is None:  # not serving: serve() starts the connectors of the config it finds
+            return
+        names = [s.name for s in self.config.smscs] + [n for n in self.connectors if n not in self._wanted()]
+        for name in names:
+            if name in self._settling:
+                continue  # its drain is under way; it is settled against the latest config when it ends
+            retiring = self._settle(name, tg)
+            if retiring is not None:
+                self._settling.add(name)
+                tg.start_soon(self._retire_and_settle, name, retiring)
+
+    def _wanted(self) -> dict[str, SmscConfig]:
+        return {s.name: s for s in self.config.smscs}
+
+    def _settle(self, name: str, tg: anyio.abc.TaskGroup) -> Connector | None:
+        """Apply what needs no drain; return the connector that must drain first, if one must."""
+        current = self.connectors.get(name)
+        wanted = self._wanted().get(name)
+        if current is not None and (wanted is None or needs_rebind(current.cfg, wanted)):
+            return current
+        if wanted is not None:
+            if current is None:
+                log.info("smsc=%s added: binding", name)
+                tg.start_soon(self.make_connector(wanted).run)
+            elif current.cfg != wanted:
+                current.update(wanted)
+                log.info("smsc=%s settings updated on the live binds", name)
+        return None
+
+    async def _retire_and_settle(self, name: str, connector: Connector | None) -> None:
+        try:
+            while connector is not None and self._services is not None:
+                if self.core.connectors.get(name) is connector:
+                    del self.core.connectors[name]  # no new parts from now on
+                why = "rebinding with new connection settings" if name in self._wanted() else "removed"
+                log.info("smsc=%s %s: draining its window, then unbinding", name, why)
+                await connector.stop(self.config.shutdown.drain_s)
+                if self.connectors.get(name) is connector:
+                    del self.connectors[name]
+                self.core.kick()
+                connector = self._settle(name, self._services) if self._services is not None else None
+        finally:
+            self._settling.discard(name)
+
 
 def make_store(config: Config) -> Store:
     """The store backend the config names (relative paths are relative to the config file)."""
-    from pathlib import Path
-
     cfg = config.store
     if cfg.backend == "sqlite":
         path = Path(cfg.path)
@@ -89,9 +166,15 @@ HttpRunner = Callable[..., Coroutine[Any, Any, None]]  # async def run(gw, *, ta
 
 
 async def serve(gw: Gateway, shutdown: Callable[[], Awaitable[None]], *,
-                http: HttpRunner | None = None,
+                http: HttpRunner | None = None, notifier: Notifier | None = None,
                 task_status: anyio.abc.TaskStatus[Gateway] = anyio.TASK_STATUS_IGNORED) -> None:
-    """Run the gateway until `shutdown()` returns, then drain and stop (Rule 1)."""
+    """Run the gateway until `shutdown()` returns, then drain and stop (Rule 1).
+
+    Args:
+        notifier: tells systemd about readiness, reloads, the watchdog and the stop (default: nobody).
+    """
+    if notifier is not None:
+        gw.notifier = notifier
     async with anyio.create_task_group() as outer:
         await outer.start(gw.store.run)
         requeued, unknown = gw.core.restore()
@@ -100,23 +183,45 @@ async def serve(gw: Gateway, shutdown: Callable[[], Awaitable[None]], *,
             await tg.start(gw.core.run_post_commit)
             await tg.start(gw.callbacks.run)
             await tg.start(gw.core.run_dispatcher)
+            queued = gw.mo.restore()
+            if queued:
+                log.info("%d MO messages received before the last stop are processed again", queued)
+            await tg.start(gw.mo.run)
+            await tg.start(gw.payments.run)
             for smsc in gw.config.smscs:
-                connector = Connector(smsc, gw.core)
-                gw.connectors[smsc.name] = connector
-                gw.core.connectors[smsc.name] = connector
-                await tg.start(connector.run)
+                await tg.start(gw.make_connector(smsc).run)
+            gw._services = tg
             if http is not None:
                 gw.http = await tg.start(http, gw)
+            await tg.start(gw.reloader.run)
+            gw.notifier.ready(gateway_status(gw))
+            await tg.start(run_heartbeat, gw)
             gw._ready.set()
             task_status.started(gw)
             await shutdown()
-            log.info("shutting down: draining for up to %.1f s", gw.config.shutdown.drain_s)
-            gw.draining = True
-            with anyio.CancelScope(shield=True):
-                with anyio.move_on_after(gw.config.shutdown.drain_s):
-                    async with anyio.create_task_group() as drain:
-                        for c in gw.connectors.values():
-                            drain.start_soon(c.stop, gw.config.shutdown.drain_s)
-                    await gw.callbacks.drain()
+            await _drain(gw)
+            gw._services = None
             tg.cancel_scope.cancel()
         outer.cancel_scope.cancel()
+    gw.notifier.close()
+
+
+async def _drain(gw: Gateway) -> None:
+    """Stop intake (503), let the windows finish, unbind, flush callbacks: all bounded by shutdown.drain_s.
+
+    The windows get most of the time; the store's last commit, the HTTP server's close and the exit take the
+    rest, so that the process ends within drain_s and systemd's TimeoutStopSec is never the one to stop it.
+    """
+    drain_s = gw.config.shutdown.drain_s
+    gw.draining = True
+    gw.notifier.stopping(gateway_status(gw))
+    log.info("shutting down: draining for up to %.1f s", drain_s)
+    with anyio.CancelScope(shield=True):
+        with anyio.move_on_after(drain_s * 0.9) as scope:
+            async with anyio.create_task_group() as drain:
+                for c in list(gw.connectors.values()):
+                    drain.start_soon(c.stop, drain_s * 0.7)
+            await gw.callbacks.drain()
+        if scope.cancelled_caught:
+            log.warning("shutting down: drain time (shutdown.drain_s=%.1f s) is up; what is left is resolved at the "
+                        "next start", drain_s)

@@ -109,6 +109,8 @@ OPERATIONS = [
     ("POST", "/v1/messages", True), ("POST", "/v1/messages/batch", True), ("GET", "/v1/messages/{id}", True),
     ("DELETE", "/v1/messages/{id}", True), ("GET", "/healthz", False), ("GET", "/readyz", False),
     ("GET", "/metrics", False), ("GET", "/openapi.json", False),
+    ("POST", "/v1/payment-requests", True), ("GET", "/v1/payment-requests/{id}", True),
+    ("DELETE", "/v1/payment-requests/{id}", True), ("POST", "/v1/payment-requests/{id}/paid", True),
 ]
 CASES = [(m, p, mode) for m, p, has_input in OPERATIONS
          for mode in ((GenerationMode.POSITIVE, GenerationMode.NEGATIVE) if has_input else (GenerationMode.POSITIVE,))]
