@@ -562,14 +562,14 @@ class Connector:
         self._submits[status] = self._submits.get(status, 0) + 1
         writes = Writes()
         msg = job.msg
-        if status == Status.ESME_ROK and isinstance(resp, SubmitSmResp) and resp.message_id:
+        if status == 0 and isinstance(resp, SubmitSmResp) and resp.message_id:  # 0: ESME_ROK
             early = self.core.submit_ok(msg, job.part, self.name, resp.message_id, writes)
             for receipt in early:
                 self.core.apply_receipt(msg.id, job.part, receipt, self.name, writes)
                 row = self.core.early_row(receipt)
                 if row is not None:
                     writes.early_receipts_done.append(row)
-        elif status == Status.ESME_ROK:
+        elif status == 0:
             # An SMSC that accepts without an id: the receipt can never be matched; count it submitted.
             self.core.submit_ok(msg, job.part, self.name, f"noid-{msg.id}-{job.part}", writes)
         else:

@@ -66,7 +66,7 @@ def classify_status(status: int) -> str:
     Temporary failures (ESME_RSYSERR, ESME_RSUBMITFAIL, ESME_RX_T_APPN, ESME_RDELIVERYFAILURE, vendor codes
     and anything unassigned) are retried with backoff until the message's validity ends.
     """
-    if status == Status.ESME_ROK:
+    if status == 0:  # ESME_ROK
         return SubmitOutcome.OK
     if status in _THROTTLE:
         return SubmitOutcome.THROTTLED

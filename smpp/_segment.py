@@ -124,11 +124,15 @@ def _national_ies(encoded: EncodedText) -> bytes:
 
 def _capacity(alphabet: Alphabet, udh_octets: int) -> int:
     """Units that fit in one TP-UD next to a UDH of `udh_octets` octets."""
-    if alphabet is Alphabet.GSM7:
+    if alphabet is _GSM7:
         return (8 * (_TP_UD_OCTETS - udh_octets)) // 7
-    if alphabet is Alphabet.UCS2:
+    if alphabet is _UCS2:
         return (_TP_UD_OCTETS - udh_octets) // 2
     return _TP_UD_OCTETS - udh_octets
+
+
+_GSM7 = Alphabet.GSM7  # module globals: reading an enum member per call costs ~0.1 us in 3.11
+_UCS2 = Alphabet.UCS2
 
 
 def _part_end(encoded: EncodedText, start: int, end: int, packed_fill: int | None) -> int:

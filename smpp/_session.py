@@ -278,7 +278,7 @@ class Session:
         if cid & RESPONSE_BIT:
             return self._send_response(pdu)
         state = self._state
-        if state is State.CLOSED:
+        if state is _CLOSED:
             raise LocalProtocolError(f"cannot send {pdu.name}: the session is closed")
         if cid not in self._may_send:
             raise LocalProtocolError(f"a {self.role.value} may not send {pdu.name} in state {state.value}")
@@ -298,7 +298,7 @@ class Session:
             self._outstanding[pdu.sequence_number] = (pdu, self._now + self.config.response_timeout_s)
             if counted:
                 self._counted += 1
-        if cid == C.unbind:
+        if cid == _UNBIND:
             self.bound_state = state
             self.state = State.UNBINDING  # after bound_state: the setter reads it
         self._outbuf.append(data)
@@ -308,13 +308,13 @@ class Session:
     def _send_response(self, pdu: Pdu) -> Pdu:
         cid = pdu.command_id
         seq = pdu.sequence_number
-        if cid != C.generic_nack:
+        if cid != _GENERIC_NACK:
             request_cid = self._peer_requests.pop(seq, None)
             if request_cid is None or request_cid | RESPONSE_BIT != cid:
                 if request_cid is not None:
                     self._peer_requests[seq] = request_cid
                 raise LocalProtocolError(f"{pdu.name} with sequence_number {seq} answers no request of the peer")
-            if cid in _BOUND_BY and pdu.command_status == Status.ESME_ROK and self.role is Role.SMSC:
+            if cid in _BOUND_BY and pdu.command_status == 0 and self.role is Role.SMSC:
                 self.state = _BOUND_BY[cid]
         else:
             self._peer_requests.pop(seq, None)
@@ -325,7 +325,7 @@ class Session:
     @property
     def closed(self) -> bool:
         """True once the session reached CLOSED."""
-        return self.state is State.CLOSED
+        return self._state is _CLOSED
 
     @property
     def has_data_to_send(self) -> bool:
@@ -430,7 +430,7 @@ class Session:
     def _on_request(self, pdu: Pdu, events: list[Event]) -> None:
         cid = pdu.command_id
         state = self._state
-        if state is State.UNBINDING:
+        if state is _UNBINDING:
             state = self.bound_state or State.OPEN
         if cid not in self._peer_may_send:
             status = Status.ESME_RALYBND if cid in _BINDS and state.is_bound else Status.ESME_RINVBNDSTS
@@ -442,11 +442,11 @@ class Session:
                 self._answer_error(cid, pdu.sequence_number, status)
             events.append(PduRejected(err, pdu))
             return
-        if cid == C.enquire_link:
+        if cid == _ENQUIRE_LINK:
             self._outbuf.append(encode_pdu(pdu.make_response()))
             self._sent += 1
             return
-        if cid == C.unbind:
+        if cid == _UNBIND:
             self._outbuf.append(encode_pdu(pdu.make_response()))
             self._sent += 1
             self._close(events, by_peer=True)
@@ -461,7 +461,7 @@ class Session:
             events.append(UnexpectedResponse(pdu))
             return
         request = entry[0]
-        if pdu.command_id != request.command_id | RESPONSE_BIT and pdu.command_id != C.generic_nack:
+        if pdu.command_id != request.command_id | RESPONSE_BIT and pdu.command_id != _GENERIC_NACK:
             # A response of another kind with this sequence_number: the request stays outstanding.
             self._outstanding[pdu.sequence_number] = entry
             events.append(UnexpectedResponse(pdu))
@@ -470,18 +470,18 @@ class Session:
         rcid = request.command_id
         if rcid in _BINDS:
             self._pending_bind = None
-            if pdu.command_status == Status.ESME_ROK and pdu.command_id != C.generic_nack:
+            if pdu.command_status == 0 and pdu.command_id != _GENERIC_NACK:
                 self.state = _BOUND_BY[pdu.command_id]
-        if rcid == C.enquire_link and request.sequence_number == self._auto_enquire_seq:
+        if rcid == _ENQUIRE_LINK and request.sequence_number == self._auto_enquire_seq:
             self._auto_enquire_seq = 0
             return
         events.append(ResponseReceived(request, pdu))
-        if rcid == C.unbind:
+        if rcid == _UNBIND:
             self._close(events, by_peer=False)
 
     def _retire(self, request: Pdu) -> None:
         cid = request.command_id
-        if cid == C.enquire_link:
+        if cid == _ENQUIRE_LINK:
             self._enquire_outstanding = False
         elif cid in _BINDS:
             self._pending_bind = None
@@ -525,7 +525,7 @@ class Session:
                 self._retire(request)
                 self._timed_out += 1
                 events.append(ResponseTimedOut(request))
-                if request.command_id == C.unbind and self.state is State.UNBINDING:
+                if request.command_id == _UNBIND and self.state is State.UNBINDING:
                     self._close(events, by_peer=False)
         interval = self.config.enquire_link_interval_s
         if (interval is not None and self.state.is_bound and not self._enquire_outstanding
@@ -555,4 +555,10 @@ class Session:
 
 
 _UNCOUNTED = frozenset({C.enquire_link, C.unbind} | _BINDS)
+# Plain ints for the comparisons made per PDU: reading an enum member costs more than the comparison.
+_UNBIND = int(C.unbind)
+_GENERIC_NACK = int(C.generic_nack)
+_ENQUIRE_LINK = int(C.enquire_link)
+_CLOSED = State.CLOSED
+_UNBINDING = State.UNBINDING
 _HAS_RESPONSE = frozenset(cid for cid, cls in PDU_CLASSES.items() if cls.response is not None)

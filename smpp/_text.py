@@ -50,6 +50,9 @@ _NAMES: Final = {
 }
 
 
+_UCS2 = Alphabet.UCS2  # a module global: reading an enum member per call costs ~0.1 us in 3.11
+
+
 class TextEncodeError(SmppError, ValueError):
     """A character cannot be carried by the chosen alphabet.
 
@@ -111,12 +114,12 @@ class EncodedText:
     @property
     def units(self) -> int:
         """Length in the alphabet's units: septets, octets or UTF-16 code units."""
-        return len(self.data) >> 1 if self.alphabet is Alphabet.UCS2 else len(self.data)
+        return len(self.data) >> 1 if self.alphabet is _UCS2 else len(self.data)
 
     @property
     def unit_octets(self) -> int:
         """Octets per unit in `data`: 2 for UCS-2, 1 otherwise."""
-        return 2 if self.alphabet is Alphabet.UCS2 else 1
+        return 2 if self.alphabet is _UCS2 else 1
 
     @property
     def uses_national_language(self) -> bool:
