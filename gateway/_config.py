@@ -10,6 +10,7 @@ account ids and SMSC names are unique; rules that routing/ refuses are reported 
 from __future__ import annotations
 
 import hashlib
+from decimal import Decimal
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any
@@ -494,6 +495,12 @@ def _check_billing(cfg: Config) -> None:
             raise ConfigError(f"expected daily, weekly or monthly, got {svc.period!r}", path=f"{where}.period")
         if svc.kind in ("subscription", "one_off") and svc.price is None:
             raise ConfigError(f"a {svc.kind} service needs a price", path=f"{where}.price")
+        chargeable = {Decimal(pp.price) for op in b.operators for pp in op.price_points}
+        if svc.price is not None and b.operators and Decimal(svc.price) not in chargeable:
+            raise ConfigError(f"no operator has a price point for {svc.price}", path=f"{where}.price")
+        for j, fallback in enumerate(svc.fallback_prices):
+            if b.operators and Decimal(fallback) not in chargeable:
+                raise ConfigError(f"no operator has a price point for {fallback}", path=f"{where}.fallback_prices[{j}]")
         if svc.kind == "forward" and svc.forward is None:
             raise ConfigError("a forward service needs forward.url", path=f"{where}.forward")
         if svc.kind == "autoreply" and svc.reply_text is None:
@@ -601,7 +608,13 @@ def _resolve_secrets(cfg: Config, base: Path) -> Config:
             cb = msgspec.structs.replace(cb, secret=read_secret_file(path, f"accounts[{i}].callback.secret_file"))
             a = msgspec.structs.replace(a, callback=cb)
         accounts.append(a)
-    return msgspec.structs.replace(cfg, smscs=smscs, accounts=accounts)
+    cfg = msgspec.structs.replace(cfg, smscs=smscs, accounts=accounts)
+    pin = cfg.billing.pin
+    if pin.secret_file is not None:
+        path = str((base / pin.secret_file) if not Path(pin.secret_file).is_absolute() else pin.secret_file)
+        pin = msgspec.structs.replace(pin, secret=read_secret_file(path, "billing.pin.secret_file"))
+        cfg = msgspec.structs.replace(cfg, billing=msgspec.structs.replace(cfg.billing, pin=pin))
+    return cfg
 
 
 def parse_config(data: Any, *, base_dir: str | Path = ".", env: dict[str, str] | None = None) -> Config:

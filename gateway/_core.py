@@ -30,6 +30,7 @@ from smpp import Status
 
 from ._config import Config, SmscConfig
 from ._model import Message, MessageStatus, Part, StatusChange
+from ._mt import same_price
 from ._store import Store, Writes
 
 __all__ = ["CoreStatistics", "GatewayCore", "SubmitOutcome", "classify_status"]
@@ -315,7 +316,7 @@ class GatewayCore:
     def _can_charge(self, smsc: str, msg: Message) -> bool:
         op = self.config.operator_for_smsc(smsc)
         price = str((msg.meta.get("charge") or {}).get("price", ""))
-        return op is not None and any(pp.price == price for pp in op.price_points)
+        return op is not None and any(same_price(pp.price, price) for pp in op.price_points)
 
     def kick(self) -> None:
         """A connector bound or has room again: parked messages get another chance now."""

@@ -9,6 +9,7 @@ never resent after its outcome was lost (`_core` Rule 3).
 
 from __future__ import annotations
 
+from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from smpp import Concatenation, TextEncodeError, count_parts, encode_message
@@ -16,7 +17,17 @@ from smpp import Concatenation, TextEncodeError, count_parts, encode_message
 from ._config import Config, OperatorConfig
 from ._model import Message, Part, StatusChange, new_message_id
 
-__all__ = ["ChargeError", "charge_fields", "internal_mt"]
+__all__ = ["ChargeError", "charge_fields", "internal_mt", "same_price"]
+
+
+def same_price(a: str, b: str) -> bool:
+    """True when two decimal prices are the same amount ("1.5" and "1.50" are)."""
+    if a == b:
+        return True
+    try:
+        return Decimal(a) == Decimal(b)
+    except InvalidOperation:
+        return False
 
 
 def internal_mt(config: Config, *, account: str, to: str, source: str, text: str, now: float,
@@ -59,7 +70,7 @@ def charge_fields(operator: OperatorConfig | None, smsc: str, msg: Message) -> t
     price = str(charge.get("price", ""))
     if operator is None:
         raise ChargeError(f"SMSC {smsc} belongs to no billing.operators entry: it cannot carry charged MTs")
-    code = next((pp.code for pp in operator.price_points if pp.price == price), None)
+    code = next((pp.code for pp in operator.price_points if same_price(pp.price, price)), None)
     if code is None:
         raise ChargeError(f"operator {operator.name} has no price point for {price} {charge.get('currency', '')}")
     if operator.convention == "service_type":
