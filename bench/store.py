@@ -33,11 +33,13 @@ async def drive(store, writers, seconds, per_write):
             done += per_write
     async with anyio.create_task_group() as tg:
         await tg.start(store.run)
-        t0 = time.perf_counter(); c0 = time.process_time()
+        t0 = time.perf_counter()
+        c0 = time.process_time()
         async with anyio.create_task_group() as w:
             for _ in range(writers):
                 w.start_soon(writer)
-        dt = time.perf_counter() - t0; cpu = time.process_time() - c0
+        dt = time.perf_counter() - t0
+        cpu = time.process_time() - c0
         s = store.statistics()
         tg.cancel_scope.cancel()
     return done / dt, s.commits / dt, cpu / dt

@@ -33,10 +33,10 @@ from typing import TYPE_CHECKING, Any, Protocol, cast
 
 import anyio
 import anyio.abc
-import httpx
 import msgspec
 
 from ._config import CallbackConfig, Config
+from ._httpclient import Connect, HttpClient, HttpClientError, InvalidUrl, Url, parse_url
 from ._model import Message, iso_time
 from ._store import StoreClosed, Writes
 
@@ -145,7 +145,7 @@ class _Host:
 
     def __init__(self, key: tuple[str, str, int]) -> None:
         self.key = key
-        self.client: httpx.AsyncClient | None = None
+        self.client: HttpClient | None = None
         self.inflight = 0
         self.targets = 0
         self.idle_since = 0.0
@@ -155,15 +155,16 @@ class _Host:
 class _Target:
     """One callback URL of one account: its queue, batching timer and failure streak."""
 
-    __slots__ = ("account", "failures", "host", "in_ready", "in_waiting", "inflight", "key", "level",
+    __slots__ = ("account", "address", "failures", "host", "in_ready", "in_waiting", "inflight", "key", "level",
                  "paused_until", "queue", "retired", "retrying", "timer_due", "url", "where")
 
-    def __init__(self, account: str, url: str, host: _Host, where: str) -> None:
+    def __init__(self, account: str, url: str, host: _Host, address: Url) -> None:
         self.key = (account, url)
         self.account = account
         self.url = url
+        self.address = address  # parsed once: each request reuses its prepared head
         self.host = host
-        self.where = where
+        self.where = address.where
         self.queue: deque[_Item] = deque()
         self.inflight = 0
         self.retrying = 0
@@ -180,16 +181,13 @@ class _Target:
         return not (self.queue or self.inflight or self.retrying or self.in_ready or self.in_waiting)
 
 
-def _host_of(url: str) -> tuple[tuple[str, str, int], str] | None:
-    """(scheme, host, port) and a log-safe `host:port` for an http(s) URL; None when it is not one."""
+def _address_of(url: str) -> Url | None:
+    """The parsed http(s) URL (its `origin` is the host key, its `where` the log-safe `host:port`); None when
+    `url` is not one."""
     try:
-        u = httpx.URL(url)
-    except (httpx.InvalidURL, TypeError, ValueError):
+        return parse_url(url)
+    except InvalidUrl:
         return None
-    if u.scheme not in ("http", "https") or not u.host:
-        return None
-    port = u.port or (443 if u.scheme == "https" else 80)
-    return (u.scheme, u.host, port), f"{u.host}:{port}"
 
 
 class CallbackSender:
@@ -200,7 +198,7 @@ class CallbackSender:
 
     Args:
         gw: the gateway whose `store`, `core` (its config, `callback_target`) and `extensions` are used.
-        transport: an httpx transport to use instead of the network (tests).
+        connect: opens a connection's byte stream to (scheme, host, port) instead of TCP and TLS (tests).
         max_per_host: requests in flight to one host at most (Rule 6).
         max_records_in_memory: pending statuses whose message record is kept in memory; beyond it only the
             encoded status is kept and the record is read back from the store when acknowledged.
@@ -209,11 +207,11 @@ class CallbackSender:
         rng: a uniform [0, 1) source for the backoff jitter.
     """
 
-    def __init__(self, gw: Gateway, *, transport: httpx.AsyncBaseTransport | None = None, max_per_host: int = 8,
+    def __init__(self, gw: Gateway, *, connect: Connect | None = None, max_per_host: int = 8,
                  max_records_in_memory: int = 200_000, wall: Callable[[], float] = time.time,
                  mono: Callable[[], float] = time.monotonic, rng: Callable[[], float] = random.random) -> None:
         self.gw = gw
-        self.transport = transport
+        self.connect = connect
         self.max_per_host = max_per_host
         self.max_records_in_memory = max_records_in_memory
         self.wall = wall
@@ -270,17 +268,17 @@ class CallbackSender:
         self._put(target, item)
 
     def _new_target(self, account: str, url: str) -> _Target | None:
-        parsed = _host_of(url)
-        if parsed is None:
+        address = _address_of(url)
+        if address is None:
             return None
-        key, where = parsed
+        key = address.origin
         host = self._hosts.get(key)
         if host is None:
             host = self._hosts[key] = _Host(key)
         elif host.targets == 0:
             self._idle_hosts -= 1
         host.targets += 1
-        target = self._targets[(account, url)] = _Target(account, url, host, where)
+        target = self._targets[(account, url)] = _Target(account, url, host, address)
         return target
 
     def _retire(self, t: _Target) -> None:
@@ -305,15 +303,12 @@ class CallbackSender:
                 if host.client is not None and tg is not None:
                     tg.start_soon(host.client.aclose)
 
-    def _client_for(self, host: _Host) -> httpx.AsyncClient:
-        """The host's own pool, sized to max_per_host: httpcore's pool costs grow with its size and with the
-        requests queued on it, so one small pool per host keeps each request's bookkeeping short."""
+    def _client_for(self, host: _Host) -> HttpClient:
+        """The host's own pool of keep-alive connections, sized to max_per_host (Rule 6), closed with the host."""
         client = host.client
         if client is None:
-            limits = httpx.Limits(max_connections=self.max_per_host, max_keepalive_connections=self.max_per_host,
-                                  keepalive_expiry=30.0)
-            client = host.client = httpx.AsyncClient(transport=self.transport, limits=limits, timeout=None,
-                                                     headers={"user-agent": _USER_AGENT})
+            client = host.client = HttpClient(max_connections_per_origin=self.max_per_host, idle_timeout_s=30.0,
+                                              keep_body_bytes=0, user_agent=_USER_AGENT, connect=self.connect)
         return client
 
     def _put(self, t: _Target, item: _Item) -> None:
@@ -474,7 +469,7 @@ class CallbackSender:
         else:
             body = batch[0].payload
         timestamp = str(int(self.wall()))
-        headers = {"content-type": "application/json", TIMESTAMP_HEADER: timestamp}
+        headers = {"Content-Type": "application/json", TIMESTAMP_HEADER: timestamp}
         if cfg.secret:
             headers[SIGNATURE_HEADER] = sign_callback(cfg.secret, timestamp, body)
         self._requests += 1
@@ -482,12 +477,12 @@ class CallbackSender:
         client = self._client_for(t.host)
         try:
             with anyio.move_on_after(cfg.timeout_s) as scope:
-                resp = await client.post(t.url, content=body, headers=headers)
+                resp = await client.post(t.address, body, headers)
             if scope.cancelled_caught:
                 error = f"no answer within {cfg.timeout_s:g} s"
             elif not 200 <= resp.status_code < 300:
                 error = f"HTTP {resp.status_code}"
-        except (httpx.HTTPError, OSError) as exc:
+        except (HttpClientError, OSError) as exc:
             error = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
         finally:
             self._in_flight -= 1

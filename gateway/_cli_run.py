@@ -264,11 +264,31 @@ def explain_route(cfg: Config, raw: str, *, source: str | None = None, account: 
                             _candidates(cfg, decision))
 
 
+def _cmd_route_mo(cfg: Config, args: argparse.Namespace) -> int:
+    """`route --mo --to SHORTCODE --text TEXT`: the MO router's decision and what the services would do."""
+    from ._services import explain_mo
+
+    if args.to is None or args.text is None:
+        print("--mo needs --to SHORTCODE and --text TEXT", file=sys.stderr)
+        return EXIT_INVALID
+    explanation = explain_mo(cfg, to=args.to, text=args.text)
+    if args.json:
+        print(json.dumps(explanation.to_json(), ensure_ascii=False, indent=2))
+    else:
+        print("\n".join(explanation.lines()))
+    return EXIT_NO if explanation.decision.kind.value == "unrouted" else EXIT_OK
+
+
 def _cmd_route(args: argparse.Namespace) -> int:
     try:
         cfg = load_config(args.config)
     except ConfigError as exc:
         print(exc, file=sys.stderr)
+        return EXIT_INVALID
+    if args.mo:
+        return _cmd_route_mo(cfg, args)
+    if args.msisdn is None:
+        print("MSISDN is required (or --mo --to SHORTCODE --text TEXT for an MO)", file=sys.stderr)
         return EXIT_INVALID
     try:
         explanation = explain_route(cfg, args.msisdn, source=args.source, account=args.account)
@@ -430,12 +450,16 @@ def add_subcommands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     check.add_argument("file", metavar="FILE", help="the gateway's YAML config")
     check.set_defaults(func=_cmd_check_config)
 
-    route = sub.add_parser("route", help="show how a destination number is read and routed, and why",
+    route = sub.add_parser("route", help="show how a destination number (or an MO) is routed, and why",
                            description="Normalise MSISDN with the config's numbering rules and show the MT "
                                        "route, its SMSCs in order and the reason. Exit 1 when the number is "
-                                       "refused or no route applies.")
+                                       "refused or no route applies. With --mo, show how an MO TEXT sent to "
+                                       "SHORTCODE is routed and what the services would do (exit 1: unrouted).")
     route.add_argument("-c", "--config", required=True, metavar="FILE", help="the gateway's YAML config")
-    route.add_argument("msisdn", metavar="MSISDN", help="the destination as a sender would write it")
+    route.add_argument("msisdn", metavar="MSISDN", nargs="?", help="the destination as a sender would write it")
+    route.add_argument("--mo", action="store_true", help="route an MO instead (with --to and --text)")
+    route.add_argument("--to", metavar="SHORTCODE", help="with --mo: the shortcode the MO is sent to")
+    route.add_argument("--text", metavar="TEXT", help="with --mo: the MO's text")
     route.add_argument("--from", dest="source", metavar="SRC", help="the source address (sender id or shortcode)")
     route.add_argument("--account", metavar="ID", help="the submitting account (its country reads national numbers)")
     route.add_argument("--json", action="store_true", help="print one JSON object")

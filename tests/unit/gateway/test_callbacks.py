@@ -1,6 +1,9 @@
-"""The callback sender against an in-memory receiver (httpx.MockTransport) and a real SqliteStore.
+"""The callback sender against an in-memory receiver and a real SqliteStore.
 
-Waits are bounded polls of a few milliseconds: batching by time and retries are driven by real (tiny) delays.
+The receiver is an HTTP/1.1 server written with h11 (an implementation we did not write) on in-memory byte
+streams that the sender's HTTP client opens through its `connect` hook: the requests go over the wire format, no
+socket is opened. Waits are bounded polls of a few milliseconds: batching by time and retries are driven by real
+(tiny) delays.
 """
 
 from __future__ import annotations
@@ -13,12 +16,16 @@ import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import anyio
-import httpx
+import anyio.abc
+import anyio.lowlevel
+import h11
 import pytest
+from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
 from gateway._callbacks import CallbackSender, sign_callback
 from gateway._config import parse_config
@@ -44,21 +51,101 @@ def config(tmp_path: Path, **callback: Any) -> dict[str, Any]:
             "store": {"path": str(tmp_path / "gw.db")}}
 
 
-Handler = Callable[[httpx.Request], Awaitable[httpx.Response]]
+@dataclass(frozen=True)
+class Request:
+    """One request as the receiver parsed it; header names in lowercase."""
+
+    method: str
+    url: str
+    headers: dict[str, str]
+    content: bytes
+
+
+Handler = Callable[[Request], Awaitable[int]]
+"""Answers a request with a status code; raising drops the connection unanswered and refuses the next connect
+(a receiver that went down)."""
+
+
+class Pipe(anyio.abc.ByteStream):
+    """One end of an in-memory byte stream pair."""
+
+    def __init__(self, out: MemoryObjectSendStream[bytes], into: MemoryObjectReceiveStream[bytes]) -> None:
+        self.out = out
+        self.into = into
+
+    @classmethod
+    def pair(cls) -> tuple[Pipe, Pipe]:
+        a_out, b_in = anyio.create_memory_object_stream[bytes](64)
+        b_out, a_in = anyio.create_memory_object_stream[bytes](64)
+        return cls(a_out, a_in), cls(b_out, b_in)
+
+    async def send(self, item: bytes) -> None:
+        await self.out.send(item)
+
+    async def receive(self, max_bytes: int = 65536) -> bytes:
+        return await self.into.receive()
+
+    async def send_eof(self) -> None:
+        self.out.close()
+
+    async def aclose(self) -> None:
+        self.out.close()
+        self.into.close()
+        await anyio.lowlevel.checkpoint()
 
 
 class Receiver:
-    """Records every request; answers with `answer(request)` (204 by default)."""
+    """Records every request; answers with `answer(request)` (204 by default). `connect` is the sender's hook."""
 
     def __init__(self) -> None:
-        self.requests: list[httpx.Request] = []
+        self.requests: list[Request] = []
         self.answer: Handler | None = None
+        self.tg: anyio.abc.TaskGroup | None = None
+        self.refuse_connects = 0
 
-    async def __call__(self, request: httpx.Request) -> httpx.Response:
-        self.requests.append(request)
-        if self.answer is not None:
-            return await self.answer(request)
-        return httpx.Response(204)
+    async def connect(self, scheme: str, host: str, port: int) -> anyio.abc.ByteStream:
+        if self.refuse_connects:
+            self.refuse_connects -= 1
+            raise ConnectionRefusedError(111, "Connection refused")
+        assert self.tg is not None
+        ours, theirs = Pipe.pair()
+        self.tg.start_soon(self.serve, theirs, scheme)
+        return ours
+
+    async def serve(self, stream: Pipe, scheme: str) -> None:
+        conn = h11.Connection(h11.SERVER)
+        head: h11.Request | None = None
+        body = b""
+        async with stream:
+            while True:
+                event = conn.next_event()
+                if event is h11.NEED_DATA:
+                    try:
+                        conn.receive_data(await stream.receive())
+                    except anyio.EndOfStream:
+                        conn.receive_data(b"")
+                elif isinstance(event, h11.Request):
+                    head, body = event, b""
+                elif isinstance(event, h11.Data):
+                    body += event.data
+                elif isinstance(event, h11.EndOfMessage):
+                    assert head is not None
+                    headers = {k.decode().lower(): v.decode() for k, v in head.headers}
+                    request = Request(head.method.decode(), f"{scheme}://{headers['host']}{head.target.decode()}",
+                                      headers, body)
+                    self.requests.append(request)
+                    try:
+                        status = await self.answer(request) if self.answer is not None else 204
+                    except Exception:
+                        self.refuse_connects = 1
+                        return
+                    out = conn.send(h11.Response(status_code=status,
+                                                 headers=[] if status == 204 else [("content-length", "0")]))
+                    out = (out or b"") + (conn.send(h11.EndOfMessage()) or b"")
+                    await stream.send(out)
+                    conn.start_next_cycle()
+                else:  # ConnectionClosed
+                    return
 
     def bodies(self) -> list[Any]:
         return [json.loads(r.content) for r in self.requests]
@@ -81,8 +168,9 @@ async def running(tmp_path: Path, receiver: Receiver, *, cfg: dict[str, Any] | N
                   **kw: Any) -> AsyncIterator[tuple[Gateway, CallbackSender]]:
     conf = parse_config(cfg or config(tmp_path), base_dir=tmp_path)
     gw = Gateway(conf, store=SqliteStore(tmp_path / "gw.db"))
-    sender = CallbackSender(gw, transport=httpx.MockTransport(receiver), **kw)
+    sender = CallbackSender(gw, connect=receiver.connect, **kw)
     async with anyio.create_task_group() as tg:
+        receiver.tg = tg
         await tg.start(gw.store.run)
         await tg.start(sender.run)
         yield gw, sender
@@ -161,9 +249,9 @@ async def test_one_message_is_sent_once_while_pending(tmp_path: Path) -> None:
     rx = Receiver()
     gate = anyio.Event()
 
-    async def slow(_: httpx.Request) -> httpx.Response:
+    async def slow(_: Request) -> int:
         await gate.wait()
-        return httpx.Response(200)
+        return 200
 
     rx.answer = slow
     async with running(tmp_path, rx) as (gw, sender):
@@ -231,15 +319,15 @@ async def test_a_batch_is_signed_over_the_whole_array(tmp_path: Path) -> None:
 
 async def test_non_2xx_and_connection_errors_are_retried_until_acknowledged(tmp_path: Path) -> None:
     rx = Receiver()
-    answers: list[int | Exception] = [500, 302, httpx.ConnectError("refused"), 404]
+    answers: list[int | Exception] = [500, 302, ConnectionResetError("down"), 404]
 
-    async def flaky(request: httpx.Request) -> httpx.Response:
+    async def flaky(request: Request) -> int:
         if answers:
             a = answers.pop(0)
             if isinstance(a, Exception):
                 raise a
-            return httpx.Response(a)
-        return httpx.Response(202)
+            return a
+        return 202
 
     rx.answer = flaky
     async with running(tmp_path, rx) as (gw, sender):
@@ -256,12 +344,12 @@ async def test_a_receiver_that_does_not_answer_in_time_is_retried(tmp_path: Path
     rx = Receiver()
     calls = 0
 
-    async def hangs_once(_: httpx.Request) -> httpx.Response:
+    async def hangs_once(_: Request) -> int:
         nonlocal calls
         calls += 1
         if calls == 1:
             await anyio.sleep(10)
-        return httpx.Response(200)
+        return 200
 
     rx.answer = hangs_once
     cfg = config(tmp_path, timeout_s=0.05)
@@ -276,9 +364,9 @@ async def test_backoff_grows_from_retry_initial_to_retry_max(tmp_path: Path) -> 
     rx = Receiver()
     times: list[float] = []
 
-    async def down(_: httpx.Request) -> httpx.Response:
+    async def down(_: Request) -> int:
         times.append(anyio.current_time())
-        return httpx.Response(503)
+        return 503
 
     rx.answer = down
     cfg = config(tmp_path, retry_initial_s=0.02, retry_max_s=0.08)
@@ -295,8 +383,8 @@ async def test_a_status_older_than_max_age_is_given_up_logged_and_cleared(
         tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     rx = Receiver()
 
-    async def down(_: httpx.Request) -> httpx.Response:
-        return httpx.Response(500)
+    async def down(_: Request) -> int:
+        return 500
 
     rx.answer = down
     now = [1_700_000_012.25 + 10.0]
@@ -318,8 +406,8 @@ async def test_pending_callbacks_survive_a_restart_and_acknowledged_ones_are_not
     first = Receiver()
     msgs: list[Message] = []
 
-    async def only_first(request: httpx.Request) -> httpx.Response:
-        return httpx.Response(200 if json.loads(request.content)["id"] == msgs[0].id else 500)
+    async def only_first(request: Request) -> int:
+        return 200 if json.loads(request.content)["id"] == msgs[0].id else 500
 
     first.answer = only_first
     cfg = config(tmp_path, retry_initial_s=30, retry_max_s=30)
@@ -369,13 +457,13 @@ async def test_concurrency_per_host_is_bounded(tmp_path: Path) -> None:
     rx = Receiver()
     live = peak = 0
 
-    async def slow(_: httpx.Request) -> httpx.Response:
+    async def slow(_: Request) -> int:
         nonlocal live, peak
         live += 1
         peak = max(peak, live)
         await anyio.sleep(0.01)
         live -= 1
-        return httpx.Response(200)
+        return 200
 
     rx.answer = slow
     async with running(tmp_path, rx, max_per_host=3) as (gw, sender):
@@ -391,8 +479,8 @@ async def test_concurrency_per_host_is_bounded(tmp_path: Path) -> None:
 async def test_a_failing_target_pauses_instead_of_hammering(tmp_path: Path) -> None:
     rx = Receiver()
 
-    async def down(_: httpx.Request) -> httpx.Response:
-        return httpx.Response(503)
+    async def down(_: Request) -> int:
+        return 503
 
     rx.answer = down
     cfg = config(tmp_path, retry_initial_s=0.5, retry_max_s=0.5)
@@ -409,9 +497,10 @@ async def test_statuses_queued_before_the_sender_runs_are_sent(tmp_path: Path) -
     rx = Receiver()
     conf = parse_config(config(tmp_path), base_dir=tmp_path)
     gw = Gateway(conf, store=SqliteStore(tmp_path / "gw.db"))
-    sender = CallbackSender(gw, transport=httpx.MockTransport(rx))
+    sender = CallbackSender(gw, connect=rx.connect)
     assert gw.core.on_final == sender.enqueue and gw.extensions["callbacks"] is sender
     async with anyio.create_task_group() as tg:
+        rx.tg = tg
         await tg.start(gw.store.run)
         m = await final(gw)
         gw.core.after_commit([m])  # the core's post-commit hook, before the sender started
