@@ -1,0 +1,297 @@
+"""End to end over HTTP: messages in, submit_sm to the simulator, a receipt back and a callback out per message,
+through the gateway and through Kannel in the same run, with the CPU each process spent.
+
+Usage: .venv/bin/python bench/e2e.py [--count N] [--batch B] [--single] [--concurrency C] [--runs R]
+                                     [--callback-batch N] [--single-callback-batch N] [--sessions S] [--window W]
+                                     [--skip-kannel] [--json] [--record] [--profile DIR]
+
+Starts, on 127.0.0.1 and in a temporary directory: the simulator (`python -m simulator`, receipts after
+--receipt-delay seconds, no throughput limit) with two identical accounts; `smppgw run` with a generated config
+(an SQLite store in the temporary directory, the simulator as its SMSC, an account whose callbacks go to this
+process's sink); and Kannel (Debian's bearerbox and smsbox: sendsms, one transceiver bind to the same simulator,
+`max-pending-submits` 500, `dlr-mask` 1 with a dlr-url per message to the same sink). Then, for each
+configuration, a warm-up run and --runs measured runs, interleaved so that each round measures every
+configuration under about the same machine load:
+
+- gateway batch: `POST /v1/messages/batch` with --batch messages per request, callbacks batched by the account
+  (`callback.batch_max` --callback-batch): the high-volume figure;
+- gateway single (--single): `POST /v1/messages`, one message per request, one callback per message
+  (`--single-callback-batch N` batches them instead);
+- kannel single: `GET /cgi-bin/sendsms`, one message per request, one dlr-url callback per message.
+
+Each run prints accepted/s (answers read), submitted/s (submit_sm at the simulator), receipts/s (receipts the
+ESME acknowledged), callbacks/s (the end-to-end rate: every rate counts messages over the time from the first
+request to the moment the last one got there), accept->callback latency percentiles, the load average before
+the run and the CPU seconds each process spent during it (/proc/PID/stat). The summary gives the best and the
+median of each configuration and the ratios to Kannel. The driver and the sink run in this process on asyncio
+(uvloop) with httptools, the same code for both systems. `--record` appends the result to bench/RESULTS.md
+with the date and the command; `--profile DIR` adds one more run per gateway configuration under py-spy and
+prints the functions that cost the gateway most.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import shlex
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from types import FrameType
+
+import uvloop
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(1, str(Path(__file__).resolve().parent.parent))
+
+from e2e_drive import GatewayTarget, KannelTarget, RunResult, Target, drive
+from e2e_profile import summarise_profile
+from e2e_systems import Children, start_gateway, start_kannel, start_simulator
+from e2e_wire import CallbackServer
+
+ROOT = Path(__file__).resolve().parent.parent
+RESULTS = ROOT / "bench" / "RESULTS.md"
+TARGET_PER_S = 10_000
+TARGET_RATIO = 3.0
+KANNEL_MAX_PENDING = 500
+
+
+@dataclass
+class Configuration:
+    name: str
+    target: Target
+    pids: dict[str, int]
+    profile_pid: int | None = None
+
+
+def _stop_on(signum: int, frame: FrameType | None) -> None:
+    raise SystemExit(128 + signum)
+
+
+def fmt_rate(x: float) -> str:
+    return f"{x:,.0f}/s"
+
+
+def run_line(r: RunResult) -> str:
+    lat = r.latency_ms
+    cpu_total = sum(r.cpu_s.values())
+    per_msg = cpu_total / r.accepted * 1e6 if r.accepted else 0.0
+    wall = r.callback_s or 1.0
+    cpu = ", ".join(f"{name} {s:.2f} s ({s / wall * 100:.0f} % of a core)" for name, s in r.cpu_s.items())
+    return (f"{r.callbacks_per_s:,.0f} msg/s end to end: accepted {fmt_rate(r.accepted_per_s)}, submitted "
+            f"{fmt_rate(r.submitted_per_s)}, receipts {fmt_rate(r.receipts_per_s)}, callbacks "
+            f"{fmt_rate(r.callbacks_per_s)} ({r.callbacks:,} of {r.count:,} in {r.callback_s:.2f} s); "
+            f"accept->callback p50 {lat.get('p50', 0):.0f} ms, p90 {lat.get('p90', 0):.0f} ms, "
+            f"p99 {lat.get('p99', 0):.0f} ms; CPU {cpu} (total {cpu_total:.2f} s, {per_msg:.0f} us/msg); "
+            f"load {r.loadavg}" + ("" if r.ok else f"; PROBLEMS: {'; '.join(r.problems)}"))
+
+
+def summarise(results: dict[str, list[RunResult]]) -> tuple[list[str], dict[str, dict[str, float]]]:
+    lines: list[str] = []
+    table: dict[str, dict[str, float]] = {}
+    for name, runs in results.items():
+        rates = [r.callbacks_per_s for r in runs]
+        if not rates:
+            continue
+        best = max(runs, key=lambda r: r.callbacks_per_s)
+        table[name] = {"best": best.callbacks_per_s, "median": statistics.median(rates),
+                       "best_accepted": best.accepted_per_s,
+                       "best_p50_ms": best.latency_ms.get("p50", 0.0), "best_p99_ms": best.latency_ms.get("p99", 0.0)}
+        ok = sum(r.ok for r in runs)
+        lines.append(f"{name}: best {best.callbacks_per_s:,.0f} msg/s, median {statistics.median(rates):,.0f} msg/s "
+                     f"end to end over {len(runs)} runs ({ok} clean); best run's accept->callback p50 "
+                     f"{table[name]['best_p50_ms']:.0f} ms, p99 {table[name]['best_p99_ms']:.0f} ms")
+    kannel = table.get("kannel single")
+    for name, row in table.items():
+        if kannel is None or name == "kannel single":
+            continue
+        best_ratio = row["best"] / kannel["best"] if kannel["best"] else 0.0
+        median_ratio = row["median"] / kannel["median"] if kannel["median"] else 0.0
+        row["ratio_best"], row["ratio_median"] = best_ratio, median_ratio
+        lines.append(f"{name} / kannel single: {best_ratio:.2f}x (best to best), {median_ratio:.2f}x "
+                     f"(median to median)")
+    batch = table.get("gateway batch")
+    if batch is not None:
+        verdict = "meets" if batch["best"] >= TARGET_PER_S else "misses"
+        text = f"target {TARGET_PER_S:,} msg/s end to end: {verdict} it (best {batch['best']:,.0f})"
+        if "ratio_best" in batch:
+            verdict = "meets" if batch["ratio_best"] >= TARGET_RATIO else "misses"
+            text += f"; target {TARGET_RATIO:g}x Kannel: {verdict} it ({batch['ratio_best']:.2f}x)"
+        lines.append(text)
+    return lines, table
+
+
+def record(command: str, args: argparse.Namespace, lines: list[str], loadavg: str) -> None:
+    date = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
+    setup = (f"Setup: {os.cpu_count()}-core machine, everything on 127.0.0.1: simulator (receipt delay "
+             f"{args.receipt_delay:g} s), gateway (`smppgw run`, SQLite store synchronous=normal, {args.sessions} "
+             f"transceiver session(s), window {args.window}), Kannel 1.4.5 (one transceiver bind, "
+             f"max-pending-submits {KANNEL_MAX_PENDING}, dlr-mask 1, no store-file), driver and sink in the "
+             f"benchmark process. {args.count:,} messages per run, {args.concurrency} requests in flight, "
+             f"batch {args.batch}, gateway batch figure with callbacks batched by {args.callback_batch} "
+             f"(every {args.callback_interval_ms} ms at most), gateway single figure with callbacks batched by "
+             f"{args.single_callback_batch} (1: one callback per message, as Kannel). "
+             f"Load average before the runs: {loadavg}.")
+    body = [f"\n## End to end over HTTP: gateway and Kannel ({date})\n", f"Command: `{command}`\n", setup + "\n",
+            *[f"- {line}" for line in lines], ""]
+    with RESULTS.open("a", encoding="utf-8") as f:
+        f.write("\n".join(body))
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
+    p.add_argument("--count", type=int, default=100_000, help="messages per run (default: %(default)s)")
+    p.add_argument("--batch", type=int, default=500, help="messages per batch request (default: %(default)s)")
+    p.add_argument("--single", action="store_true", help="also measure the gateway with one message per request")
+    p.add_argument("--concurrency", type=int, default=16, help="requests in flight (default: %(default)s)")
+    p.add_argument("--runs", type=int, default=3, help="measured runs per configuration (default: %(default)s)")
+    p.add_argument("--warmup", type=int, default=10_000, help="messages in each warm-up run (default: %(default)s)")
+    p.add_argument("--skip-kannel", action="store_true", help="do not start or measure Kannel")
+    p.add_argument("--callback-batch", type=int, default=500,
+                   help="the gateway account's callback.batch_max for the batch figure (default: %(default)s)")
+    p.add_argument("--callback-interval-ms", type=int, default=100,
+                   help="its callback.batch_interval_ms (default: %(default)s)")
+    p.add_argument("--single-callback-batch", type=int, default=1,
+                   help="callback.batch_max for the single figure (default: %(default)s, one callback per message "
+                        "as Kannel makes)")
+    p.add_argument("--sessions", type=int, default=1, help="the gateway's sessions to the simulator "
+                                                           "(default: %(default)s, as Kannel's one bind)")
+    p.add_argument("--window", type=int, default=KANNEL_MAX_PENDING,
+                   help="the gateway's window per session (default: %(default)s, as Kannel's max-pending-submits)")
+    p.add_argument("--receipt-delay", type=float, default=0.0, help="the simulator's receipt delay in s "
+                                                                    "(default: %(default)s)")
+    p.add_argument("--json", action="store_true", help="print the result as one JSON object instead")
+    p.add_argument("--record", action="store_true", help="append the result to bench/RESULTS.md")
+    p.add_argument("--profile", type=Path, metavar="DIR",
+                   help="one more run per gateway configuration under py-spy; raw profiles written to DIR")
+    return p
+
+
+async def main_async(args: argparse.Namespace, say: Callable[[str], None], workdir: Path,
+                     children: Children) -> tuple[dict[str, list[RunResult]], dict[str, list[str]]]:
+    sink = CallbackServer(lambda target, body: None)
+    await sink.start()
+    sink_url = f"http://127.0.0.1:{sink.port}/callbacks"
+
+    def bind_sink(handler: Callable[[bytes, bytes], None]) -> None:
+        sink.on_request = handler
+
+    sim = start_simulator(children, args.receipt_delay)
+    say(f"simulator pid {sim.child.pid}, smpp port {sim.smpp_port}; sink port {sink.port}; work dir {workdir}")
+    me = os.getpid()
+    configs: list[Configuration] = []
+    gw = start_gateway(children, "batch", sim, system_id="gwbatch", callback_url=sink_url, callback_batch=args.callback_batch,
+                       callback_interval_ms=args.callback_interval_ms, sessions=args.sessions, window=args.window)
+    say(f"gateway (batch) pid {gw.child.pid}, http port {gw.port}")
+    configs.append(Configuration("gateway batch", GatewayTarget(gw.port, args.batch, "gateway batch", "gwbatch"),
+                                 {"gateway": gw.child.pid, "simulator": sim.child.pid, "driver+sink": me},
+                                 gw.child.pid))
+    if args.single:
+        gw1 = start_gateway(children, "single", sim, system_id="gwsingle", callback_url=sink_url,
+                            callback_batch=args.single_callback_batch,
+                            callback_interval_ms=args.callback_interval_ms, sessions=args.sessions,
+                            window=args.window)
+        say(f"gateway (single) pid {gw1.child.pid}, http port {gw1.port}")
+        configs.append(Configuration("gateway single", GatewayTarget(gw1.port, 0, "gateway single", "gwsingle"),
+                                     {"gateway": gw1.child.pid, "simulator": sim.child.pid, "driver+sink": me},
+                                     gw1.child.pid))
+    if not args.skip_kannel:
+        k = start_kannel(children, sim, max_pending=KANNEL_MAX_PENDING)
+        say(f"kannel bearerbox pid {k.bearerbox.pid}, smsbox pid {k.smsbox.pid}, sendsms port {k.sendsms_port}")
+        configs.append(Configuration("kannel single", KannelTarget(k.sendsms_port),
+                                     {"bearerbox": k.bearerbox.pid, "smsbox": k.smsbox.pid,
+                                      "simulator": sim.child.pid, "driver+sink": me}))
+    next_key = 1
+
+    async def one(cfg: Configuration, count: int) -> RunResult:
+        nonlocal next_key
+        first = next_key
+        next_key += count
+        return await drive(cfg.target, first_key=first, count=count, concurrency=args.concurrency, sink=sink,
+                           stats_port=sim.control_port, pids=cfg.pids, bind_sink=bind_sink)
+
+    results: dict[str, list[RunResult]] = {c.name: [] for c in configs}
+    for cfg in configs:
+        r = await one(cfg, min(args.warmup, args.count))
+        say(f"{cfg.name} warm-up: {run_line(r)}")
+    for i in range(args.runs):
+        for cfg in configs:
+            r = await one(cfg, args.count)
+            results[cfg.name].append(r)
+            say(f"{cfg.name} run {i + 1}: {run_line(r)}")
+    profiles: dict[str, list[str]] = {}
+    if args.profile is not None:
+        args.profile.mkdir(parents=True, exist_ok=True)
+        for cfg in configs:
+            if cfg.profile_pid is None:
+                continue
+            out = args.profile / f"{cfg.name.replace(' ', '-')}.txt"
+            spy_log = out.with_suffix(".log").open("wb")
+            spy = subprocess.Popen([str(Path(sys.executable).with_name("py-spy")), "record", "--pid",
+                                    str(cfg.profile_pid), "--rate", "250", "--format", "raw", "--output", str(out)],
+                                   stdout=spy_log, stderr=subprocess.STDOUT)
+            try:
+                await asyncio.sleep(1.0)
+                r = await one(cfg, args.count)
+            finally:
+                spy.send_signal(signal.SIGINT)
+                try:
+                    spy.wait(timeout=30)
+                except subprocess.TimeoutExpired:
+                    spy.kill()
+                    spy.wait()
+                spy_log.close()
+            say(f"{cfg.name} under py-spy (not counted): {run_line(r)}")
+            profiles[cfg.name] = summarise_profile(out)
+            say(f"{cfg.name}: the gateway's costliest functions (py-spy, {out}):")
+            for line in profiles[cfg.name]:
+                say("  " + line)
+    await sink.stop()
+    return results, profiles
+
+
+def main() -> int:
+    args = _parser().parse_args()
+    command = "python bench/e2e.py " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+    for sig in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, _stop_on)
+    loadavg = " ".join(Path("/proc/loadavg").read_text().split()[:3])
+
+    def say(line: str) -> None:
+        if not args.json:
+            print(line, flush=True)
+
+    say(f"load average before the runs: {loadavg}")
+    with tempfile.TemporaryDirectory(prefix="smppgw-e2e-") as tmp, Children(Path(tmp)) as children:
+        try:
+            results, profiles = uvloop.run(main_async(args, say, Path(tmp), children))
+        except BaseException:
+            for child in children.children:
+                print(f"----- {child.name} (pid {child.pid}, last lines of its log) -----\n{child.tail()}",
+                      file=sys.stderr)
+            raise
+    lines, table = summarise(results)
+    for line in lines:
+        say(line)
+    if args.json:
+        print(json.dumps({"command": command, "loadavg_before": loadavg, "settings": vars(args) | {
+            "profile": str(args.profile) if args.profile else None},
+            "runs": {name: [r.to_json() for r in runs] for name, runs in results.items()},
+            "summary": table, "profiles": profiles}, indent=2))
+    if args.record:
+        runs = [f"{name} run {i + 1}: {run_line(r)}" for name, rs in results.items() for i, r in enumerate(rs)]
+        record(command, args, runs + lines, loadavg)
+        say(f"recorded in {RESULTS.relative_to(ROOT)}")
+    return 0 if all(r.ok for rs in results.values() for r in rs) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
