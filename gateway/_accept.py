@@ -436,7 +436,7 @@ class _Builder:
     """Validates the messages of one request: what the account and the config say is looked up once."""
 
     __slots__ = ("account_id", "allowed", "checks", "country", "decide", "default_source", "default_validity",
-                 "key", "max_chars", "max_parts", "max_validity", "normalise", "now")
+                 "key", "max_chars", "max_parts", "max_validity", "normalise", "now", "resend")
 
     def __init__(self, gw: Gateway, account: AccountConfig, allowed: frozenset[str], now: float,
                  key: str | None) -> None:
@@ -454,6 +454,7 @@ class _Builder:
         self.default_validity = min(messages.default_validity_s, messages.max_validity_s)
         self.now = now
         self.key = key
+        self.resend = messages.resend_free_after_crash
         # Extensions refuse a message by raising ApiError: check(account_id, msisdn, source, category).
         self.checks: list[AcceptCheck] = gw.extensions.get("accept_checks", [])
 
@@ -497,7 +498,7 @@ class _Builder:
             encoding=req.encoding, reference=req.reference, callback_url=callback_url, created_at=now,
             send_at=send_at, expires_at=(send_at or now) + validity, status_at=now,
             parts=[Part() for _ in range(parts)], history=[StatusChange(now, _QUEUED, "accepted")],
-            category=req.category, idempotency_key=self.key,
+            category=req.category, idempotency_key=self.key, resend_after_crash=self.resend,
         )
 
     def parts(self, text: str, encoding: str) -> int:

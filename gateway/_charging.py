@@ -542,7 +542,7 @@ class Charging:
 
         async def charges(request: Request) -> Response:
             account = api.account(request)
-            q = request.query_params
+            q = query_single(request)
             state = q.get("state")
             if state is not None and state not in LEDGER_STATES:
                 raise ApiError(422, "invalid_field", f"state: expected one of {', '.join(LEDGER_STATES)}",
@@ -556,7 +556,7 @@ class Charging:
 
         async def totals(request: Request) -> Response:
             account = api.account(request)
-            q = request.query_params
+            q = query_single(request)
             since = parse_time(q.get("since"), "since")
             until = parse_time(q.get("until"), "until")
             require_open(self.gw)
@@ -658,9 +658,23 @@ def parse_time(value: str | None, field: str) -> float | None:
     return parsed.timestamp()
 
 
+def query_single(request: Request) -> dict[str, str]:
+    """The query parameters, each given at most once.
+
+    Raises:
+        ApiError: 422 invalid_field naming a parameter given twice.
+    """
+    out: dict[str, str] = {}
+    for key, value in request.query_params.multi_items():
+        if key in out:
+            raise ApiError(422, "invalid_field", f"{key}: given more than once", field=key)
+        out[key] = value
+    return out
+
+
 def query_limit(value: str | None, default: int = 100, maximum: int = 1000) -> int:
     """Raises: ApiError: 422 invalid_field `limit`."""
-    if value is None or value == "":
+    if value is None:
         return default
     if not (value.isascii() and value.isdigit()) or not 1 <= int(value) <= maximum:
         raise ApiError(422, "invalid_field", f"limit: expected an integer from 1 to {maximum}", field="limit")

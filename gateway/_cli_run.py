@@ -416,9 +416,6 @@ def _cmd_run(args: argparse.Namespace) -> int:
         return EXIT_INVALID
     if args.http is not None:
         cfg = _with_listen(args.http)(cfg)
-    if cfg.store.backend != "sqlite":
-        print(f"store.backend: {cfg.store.backend!r} is not available in this build", file=sys.stderr)
-        return EXIT_INVALID
     _setup_logging(cfg)
     try:
         anyio.run(functools.partial(serve_until_signalled, cfg, config_path=args.config, listen=args.http),

@@ -122,8 +122,10 @@ class SmscConfig(_Strict, frozen=True, forbid_unknown_fields=True, kw_only=True)
     allow_latin1: bool = False
     national_languages: list[str] = []
     receipt_id_format: IdFormat = IdFormat.AUTO
+    receipt_scope: str | None = None
     service_type: Annotated[str, msgspec.Meta(max_length=5)] = ""
     registered_delivery: bool = True
+    nodes: dict[str, NonNegInt] = {}
     throttle_backoff_s: PosFloat = 1.0
 
 
@@ -169,6 +171,11 @@ class StoreConfig(_Strict, frozen=True, forbid_unknown_fields=True, kw_only=True
     synchronous: str = "normal"
     max_queue: PosInt = 1_000_000
     redis_url: str = "redis://127.0.0.1:6379/0"
+    redis_group: Annotated[str, msgspec.Meta(pattern="^[A-Za-z0-9_.-]{1,64}$")] = "default"
+    redis_wait_replicas: NonNegInt = 0
+    redis_wait_timeout_ms: PosInt = 1000
+    redis_final_ttl_s: PosFloat | None = None
+    redis_idempotency_ttl_s: PosFloat = 86400.0
 
 
 class RetryConfig(_Strict, frozen=True, forbid_unknown_fields=True, kw_only=True):
@@ -212,6 +219,14 @@ class NumberingConfig(_Strict, frozen=True, forbid_unknown_fields=True, kw_only=
 class LogConfig(_Strict, frozen=True, forbid_unknown_fields=True, kw_only=True):
     format: str = "logfmt"
     level: str = "info"
+
+
+class ClusterConfig(_Strict, frozen=True, forbid_unknown_fields=True, kw_only=True):
+    """Several nodes sharing a Redis store (store.backend redis): heartbeats and takeovers."""
+
+    heartbeat_s: PosFloat = 2.0
+    node_timeout_s: PosFloat = 10.0
+    claim_batch: Annotated[int, msgspec.Meta(ge=1, le=10000)] = 500
 
 
 class ShutdownConfig(_Strict, frozen=True, forbid_unknown_fields=True, kw_only=True):
@@ -378,10 +393,23 @@ class Config(_Strict, frozen=True, forbid_unknown_fields=True, kw_only=True):
     messages: MessagesConfig = MessagesConfig()
     logging: LogConfig = LogConfig()
     shutdown: ShutdownConfig = ShutdownConfig()
+    cluster: ClusterConfig = ClusterConfig()
     billing: BillingConfig = BillingConfig()
 
     # Derived at load (not keys of the file).
     base_dir: str = "."
+
+    def local_smscs(self) -> list[SmscConfig]:
+        """The SMSCs this node binds, with this node's session count (`smscs[].nodes`; absent: every node)."""
+        out = []
+        for s in self.smscs:
+            if s.nodes:
+                n = s.nodes.get(self.node, 0)
+                if n == 0:
+                    continue
+                s = msgspec.structs.replace(s, sessions=n)
+            out.append(s)
+        return out
 
     def smsc(self, name: str) -> SmscConfig:
         for s in self.smscs:
@@ -512,6 +540,11 @@ def _check_billing(cfg: Config) -> None:
             raise ConfigError(f"unknown service {sc.default_service!r}", path=f"billing.shortcodes[{i}].default_service")
         if sc.account is not None and sc.account not in account_ids:
             raise ConfigError(f"unknown account {sc.account!r}", path=f"billing.shortcodes[{i}].account")
+    codes = {svc.shortcode for svc in b.services} | {sc.shortcode for sc in b.shortcodes}
+    for i, svc in enumerate(b.services):
+        if svc.name in codes:
+            raise ConfigError("a service may not be named like a shortcode: consent records name both alike",
+                              path=f"billing.services[{i}].name")
     p = b.payments
     if len(set(p.reminder_offsets_days)) != len(p.reminder_offsets_days) or len(p.reminder_offsets_days) > 3:
         raise ConfigError("at most three distinct offsets (days before due)",

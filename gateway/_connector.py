@@ -612,12 +612,8 @@ class Connector:
         self._receipts += 1
         key = receipt.status.value
         self._receipts_by_status[key] = self._receipts_by_status.get(key, 0) + 1
-        hit = self.core.match_receipt(self.name, receipt)
-        if hit is None:
-            # Early (its submit_sm_resp has not come yet) or unknown: keep it durably, then answer.
-            rows = await self.core.store.write(Writes(early_receipts=[(self.name, encode_pdu(pdu))]))
-            if rows:
-                self.core.park_rows(receipt, rows[0])
+        hit = await self.core.match_or_park(self.name, receipt, encode_pdu(pdu))
+        if hit is None:  # early (its submit_sm_resp has not come yet) or unknown: kept durably, now answered
             self._durable(live, writes, reply=reply)
             return
         self.core.apply_receipt(hit[0], hit[1], receipt, self.name, writes)

@@ -19,12 +19,20 @@ import time
 from collections import OrderedDict, deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import anyio
 import anyio.abc
 
-from dlr import Correlator, IdPolicy, Receipt, ReceiptStatus, correlation_keys, fold_part_statuses, receipt_keys
+from dlr import (
+    Correlator,
+    IdPolicy,
+    Receipt,
+    ReceiptStatus,
+    correlation_keys,
+    fold_part_statuses,
+    receipt_keys,
+)
 from routing import MtRouter, NoSmscUp, NumberingPlan, mask_msisdn
 from smpp import Status
 
@@ -32,6 +40,9 @@ from ._config import Config, SmscConfig
 from ._model import Message, MessageStatus, Part, StatusChange
 from ._mt import same_price
 from ._store import Store, Writes
+
+if TYPE_CHECKING:
+    from ._cluster import Cluster
 
 __all__ = ["CoreStatistics", "GatewayCore", "SubmitOutcome", "classify_status"]
 
@@ -76,7 +87,7 @@ def classify_status(status: int) -> str:
     return SubmitOutcome.RETRY
 
 
-_RECEIPT_TO_STATUS = {
+RECEIPT_TO_STATUS = {
     ReceiptStatus.DELIVERED: MessageStatus.DELIVERED,
     ReceiptStatus.UNDELIVERABLE: MessageStatus.UNDELIVERABLE,
     ReceiptStatus.EXPIRED: MessageStatus.EXPIRED,
@@ -127,6 +138,7 @@ class GatewayCore:
         self.messages: dict[str, Message] = {}
         self.connectors: dict[str, ConnectorPort] = {}
         self.on_final: CallbackHook | None = None
+        self.cluster: Cluster | None = None  # when several nodes share a Redis store (gateway._cluster)
         # Called once for each message that became final, after its final status is durable (billing: the
         # ledger, receipt MTs, renewals). A hook must not block; it may schedule work.
         self.final_hooks: list[Callable[[Message], None]] = []
@@ -169,6 +181,12 @@ class GatewayCore:
         self.router: MtRouter = config.mt_router()
         self.numbering: NumberingPlan = config.numbering_plan()
         self._policies = {s.name: _policy(s) for s in config.smscs}
+        # SMSC entries that are one operator account (a TX bind here, its RX bind elsewhere) share receipt ids.
+        self._scopes = {s.name: s.receipt_scope or s.name for s in config.smscs}
+
+    def scope(self, smsc: str) -> str:
+        """The namespace of an SMSC's message ids (receipt correlation): its receipt_scope, else its name."""
+        return self._scopes.get(smsc, smsc)
 
     def policy(self, smsc: str) -> IdPolicy:
         return self._policies.get(smsc) or IdPolicy.parse("auto")
@@ -339,6 +357,10 @@ class GatewayCore:
             self._finalise(msg)
             return "written"
         choice = route.resolve(up, self.rng)
+        if isinstance(choice, NoSmscUp) and self.cluster is not None:
+            self.messages.pop(msg.id, None)  # no bind up on this node: back to the shared queue
+            self.cluster.release(msg, now + 0.2)
+            return "enqueued"
         if isinstance(choice, NoSmscUp):
             if route.name not in self._waiting_logged:
                 self._waiting_logged.add(route.name)
@@ -375,10 +397,14 @@ class GatewayCore:
         Raises:
             StoreClosed: the store cannot make them durable; nothing was accepted.
         """
+        now = self.wall()
+        if self.cluster is not None:  # the shared queue: a claim loop of a node holding binds takes it (_cluster)
+            await self.cluster.accept(messages, writes, now)
+            self.accepted_total += len(messages)
+            return
         w = writes or Writes()
         w.messages.extend(messages)
         await self.store.write(w)
-        now = self.wall()
         for msg in messages:
             self.messages[msg.id] = msg
             self.schedule(msg, max(now, msg.send_at or 0.0))
@@ -470,15 +496,21 @@ class GatewayCore:
         msg.parts[part].smsc_message_id = smsc_message_id
         msg.parts[part].smsc = smsc
         policy = self.policy(smsc)
+        scope = self.scope(smsc)
         for key in correlation_keys(smsc_message_id, policy):
-            writes.smsc_ids.append((smsc, key, msg.id, part))
-        early = self.correlator.register(smsc, smsc_message_id, msg.id, part, time.monotonic(), policy=policy,
-                                         destination=msg.to)
+            writes.smsc_ids.append((scope, key, msg.id, part))
+        # On a cluster, receipts that came first are parked in Redis and come back with this commit (_cluster).
+        early = [] if self.cluster is not None else self.correlator.register(
+            scope, smsc_message_id, msg.id, part, time.monotonic(), policy=policy, destination=msg.to)
         if all(p.smsc_message_id for p in msg.parts) and msg.status is MessageStatus.QUEUED:
             msg.smsc = smsc
             msg.set_status(MessageStatus.SUBMITTED, now, "", smsc)
             msg.on_wire = False
-            self._remember_submitted(msg.id)
+            if self.cluster is not None:
+                # Another node may apply its receipts from now on: this node's copy would go stale (_cluster).
+                self.messages.pop(msg.id, None)
+            else:
+                self._remember_submitted(msg.id)
             if self.observe_submitted is not None:
                 self.observe_submitted(msg, now - max(msg.created_at, msg.send_at or 0.0))
         writes.messages.append(msg)
@@ -549,14 +581,30 @@ class GatewayCore:
         now = self.wall()
         for msg in msgs:
             if not msg.is_final and msg.id in self.messages:
-                self.schedule(msg, now)
+                if self.cluster is not None:  # back to the shared queue: a node with a bind takes it
+                    self.messages.pop(msg.id, None)
+                    self.cluster.release(msg, now)
+                else:
+                    self.schedule(msg, now)
 
     # ---- receipts --------------------------------------------------------------------------------------
+
+    async def match_or_park(self, smsc: str, receipt: Receipt, pdu: bytes) -> tuple[str, int] | None:
+        """Our (message_id, part) for a receipt; None when it is parked durably until its submit_sm_resp comes."""
+        if self.cluster is not None:
+            return await self.cluster.match_or_park(smsc, receipt, pdu)
+        hit = self.match_receipt(smsc, receipt)
+        if hit is None:
+            rows = await self.store.write(Writes(early_receipts=[(self.scope(smsc), pdu)]))
+            if rows:
+                self.park_rows(receipt, rows[0])
+        return hit
 
     def match_receipt(self, smsc: str, receipt: Receipt) -> tuple[str, int] | None:
         """Our (message_id, part) for a receipt, from memory or the store; None parks it as early."""
         mono = time.monotonic()
         policy = self.policy(smsc)
+        smsc = self.scope(smsc)
         m = self.correlator.match(smsc, receipt, mono, policy=policy)
         if m is not None:
             return m.message_id, m.part
@@ -595,7 +643,7 @@ class GatewayCore:
             msg.history.append(StatusChange(now, f"part {part + 1}: {receipt.status.value.lower()}", detail, smsc))
             writes.messages.append(msg)
             return msg
-        status = _RECEIPT_TO_STATUS.get(folded, MessageStatus.UNKNOWN)
+        status = RECEIPT_TO_STATUS.get(folded, MessageStatus.UNKNOWN)
         if msg.set_status(status, now, detail, smsc):
             if status is not MessageStatus.DELIVERED:
                 msg.error = {"code": "receipt", "receipt_status": folded.value, "err": receipt.err,

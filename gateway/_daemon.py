@@ -25,11 +25,14 @@ import anyio.abc
 from ._callbacks import CallbackSender
 from ._config import Config, SmscConfig
 from ._connector import Connector
+from ._consent import install as install_consent
 from ._core import GatewayCore
 from ._metrics import Metrics
 from ._mo import MoIntake
 from ._payments import install as install_payments
+from ._pin import install as install_pin
 from ._reload import Reloader, needs_rebind
+from ._services import install as install_services
 from ._store import SqliteStore, Store
 from ._systemd import Notifier, gateway_status, run_heartbeat
 
@@ -55,6 +58,12 @@ class Gateway:
             store = make_store(config)
         self.store = store
         self.core = GatewayCore(config, store)
+        if config.store.backend == "redis":
+            from ._cluster import Cluster
+
+            c = config.cluster
+            self.core.cluster = Cluster(self, store, heartbeat_s=c.heartbeat_s,  # type: ignore[arg-type]
+                                        node_timeout_s=c.node_timeout_s, claim_batch=c.claim_batch)
         self.connectors: dict[str, Connector] = {}
         self.draining = False
         self.started_at = time.time()
@@ -69,6 +78,11 @@ class Gateway:
         self._settling: set[str] = set()
         self.mo = MoIntake(self)
         self.core.mo_hook = self.mo.on_deliver
+        # The carrier-billing flows (docs/billing.md): consent first (the others consult it), then the MO
+        # services, charging, subscriptions and PIN verification, and payment requests.
+        self.consent = install_consent(self)
+        self.services = install_services(self)
+        install_pin(self)  # also installs charging and subscriptions
         self.payments = install_payments(self)
 
     @property
@@ -108,7 +122,7 @@ class Gateway:
         tg = self._services
         if tg is None:  # not serving: serve() starts the connectors of the config it finds
             return
-        names = [s.name for s in self.config.smscs] + [n for n in self.connectors if n not in self._wanted()]
+        names = [s.name for s in self.config.local_smscs()] + [n for n in self.connectors if n not in self._wanted()]
         for name in names:
             if name in self._settling:
                 continue  # its drain is under way; it is settled against the latest config when it ends
@@ -118,7 +132,7 @@ class Gateway:
                 tg.start_soon(self._retire_and_settle, name, retiring)
 
     def _wanted(self) -> dict[str, SmscConfig]:
-        return {s.name: s for s in self.config.smscs}
+        return {s.name: s for s in self.config.local_smscs()}
 
     def _settle(self, name: str, tg: anyio.abc.TaskGroup) -> Connector | None:
         """Apply what needs no drain; return the connector that must drain first, if one must."""
@@ -159,6 +173,15 @@ def make_store(config: Config) -> Store:
         if not path.is_absolute():
             path = Path(config.base_dir) / path
         return SqliteStore(path, synchronous=cfg.synchronous, commit_interval_s=cfg.commit_interval_ms / 1000)
+    if cfg.backend == "redis":
+        from ._cluster import ClusterStore
+        from ._redis import RedisStore
+
+        return ClusterStore(RedisStore(
+            cfg.redis_url, node=config.node, group=cfg.redis_group, receipt_wait_s=config.messages.receipt_wait_s,
+            idempotency_ttl_s=cfg.redis_idempotency_ttl_s, final_ttl_s=cfg.redis_final_ttl_s,
+            wait_replicas=cfg.redis_wait_replicas, wait_timeout_ms=cfg.redis_wait_timeout_ms,
+            commit_interval_s=cfg.commit_interval_ms / 1000))
     raise ValueError(f"store backend {cfg.backend!r} is not available in this build")
 
 
@@ -177,18 +200,26 @@ async def serve(gw: Gateway, shutdown: Callable[[], Awaitable[None]], *,
         gw.notifier = notifier
     async with anyio.create_task_group() as outer:
         await outer.start(gw.store.run)
-        requeued, unknown = gw.core.restore()
+        if gw.core.cluster is not None:
+            # The queue is in Redis: this node's claims from before a stop are taken back by its cluster task.
+            await outer.start(gw.core.cluster.run)
+            requeued, unknown = 0, 0
+        else:
+            requeued, unknown = gw.core.restore()
         log.info("store open: %d messages resumed, %d marked unknown after the last stop", requeued, unknown)
         async with anyio.create_task_group() as tg:
             await tg.start(gw.core.run_post_commit)
             await tg.start(gw.callbacks.run)
             await tg.start(gw.core.run_dispatcher)
+            await tg.start(gw.extensions["charging"].run)
+            await tg.start(gw.extensions["subscriptions"].run)
+            await tg.start(gw.services.run)
             queued = gw.mo.restore()
             if queued:
                 log.info("%d MO messages received before the last stop are processed again", queued)
             await tg.start(gw.mo.run)
             await tg.start(gw.payments.run)
-            for smsc in gw.config.smscs:
+            for smsc in gw.config.local_smscs():
                 await tg.start(gw.make_connector(smsc).run)
             gw._services = tg
             if http is not None:

@@ -97,6 +97,7 @@ class _Api:
         self.gw = gw
         self.acceptor = Acceptor(gw)
         self.limiter = AccountRateLimiter(clock)
+        self._shared: Any = None
         self._keys_of: Config | None = None
         self._keys: dict[str, AccountConfig] = {}
         document = openapi_document(gw.config)
@@ -159,8 +160,16 @@ class _Api:
             chunks.append(chunk)
         return b"".join(chunks)
 
-    def rate(self, account: AccountConfig, n: int) -> None:
-        wait = self.limiter.take(account, n)
+    async def rate(self, account: AccountConfig, n: int) -> None:
+        if self.gw.core.cluster is not None:  # several nodes: one bucket per account in Redis, shared by all
+            if self._shared is None:
+                from ._ratelimit_redis import SharedRateLimiter
+
+                store: Any = self.gw.store  # a ClusterStore: the Redis client and the deployment's key prefix
+                self._shared = SharedRateLimiter(store.client, key_prefix=store.prefix)
+            wait = await self._shared.take(account, n)
+        else:
+            wait = self.limiter.take(account, n)
         if wait > 0.0:
             retry = self.limiter.retry_after(wait)
             raise ApiError(429, "rate_limited",
@@ -184,7 +193,7 @@ class _Api:
         account = self.account(request)
         body = await self.body(request)
         req = self.acceptor.decode_submit(body)
-        self.rate(account, 1)
+        await self.rate(account, 1)
         key = self.idempotency_key(request)
         outcome = await self.acceptor.submit(account, [req], batch=False, idempotency_key=key,
                                              body_hash=request_hash("submit", req) if key is not None else "")
@@ -208,7 +217,7 @@ class _Api:
         if n > limit:
             raise ApiError(422, "batch_too_large", f"messages: {n} messages, at most {limit} for this account",
                            field="messages")
-        self.rate(account, n)
+        await self.rate(account, n)
         key = self.idempotency_key(request)
         outcome = await self.acceptor.submit(account, req.messages, batch=True, idempotency_key=key,
                                              body_hash=request_hash("batch", req) if key is not None else "")

@@ -367,7 +367,7 @@ class HttpApi(Protocol):
 
     def account(self, request: Request) -> AccountConfig: ...
     async def body(self, request: Request) -> bytes: ...
-    def rate(self, account: AccountConfig, n: int) -> None: ...
+    async def rate(self, account: AccountConfig, n: int) -> None: ...
     @staticmethod
     def idempotency_key(request: Request) -> str | None: ...
     @staticmethod
@@ -737,7 +737,7 @@ class Payments:
                 req = _BODY_DECODER.decode(body)
             except msgspec.DecodeError as exc:
                 raise decode_error(exc, body) from None
-            api.rate(account, 1)
+            await api.rate(account, 1)
             rec, replayed = await self.create(account, req, idempotency_key=api.idempotency_key(request))
             headers = {"Location": f"/v1/payment-requests/{rec.id}"}
             if replayed:

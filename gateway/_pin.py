@@ -318,7 +318,7 @@ class Verifications:
             self.subscriptions.service_for(account, req.service)
             msisdn = query_msisdn(self.gw, account, req.msisdn)
             assert msisdn is not None
-            api.rate(account, 1)
+            await api.rate(account, 1)
             v = await self.start(account, msisdn, req.service)
             return Response(_ENCODER.encode(verification_view(v, self.gw.config)), status_code=202,
                             media_type=_JSON)

@@ -1261,6 +1261,19 @@ class RedisStore:
         (raws,) = yield [("MGET", *[self._key("m:", _e(i)) for i in ids])]
         return [None if r is None else _message(r)[1] for r in raws]
 
+    def _p_get_many_versioned(self, ids: Sequence[str]) -> Plan[list[tuple[Message, int] | None]]:
+        if not ids:
+            return []
+        (raws,) = yield [("MGET", *[self._key("m:", _e(i)) for i in ids])]
+        out: list[tuple[Message, int] | None] = []
+        for r in raws:
+            if r is None:
+                out.append(None)
+            else:
+                version, msg = _message(r)
+                out.append((msg, version))
+        return out
+
     def _p_idempotency(self, account: str, key: str) -> Plan[IdempotencyRecord | None]:
         (raw,) = yield [("GET", self._key("i:", account, _e(key)))]
         if raw is None:
@@ -1368,6 +1381,10 @@ class RedisStore:
     async def aget_many(self, ids: Sequence[str]) -> list[Message | None]:
         """The records of `ids`, None where there is none (one round trip)."""
         return await self._arun(self._p_get_many(ids))
+
+    async def aget_many_versioned(self, ids: Sequence[str]) -> list[tuple[Message, int] | None]:
+        """Records with their versions, in the order of `ids` (one round trip)."""
+        return await self._arun(self._p_get_many_versioned(ids))
 
     def find_idempotency(self, account: str, key: str) -> IdempotencyRecord | None:
         return self._srun(self._p_idempotency(account, key))

@@ -178,6 +178,22 @@ class Reloader:
         self._requested = anyio.Event()
         gw.extensions["reloader"] = self
         gw.extensions.setdefault("http_routes", []).append(self.http_routes)
+        error = {"content": {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorResponse"}}}}
+        gw.extensions.setdefault("openapi_paths", {})[ADMIN_RELOAD_PATH] = {"post": {
+            "operationId": "adminReload", "summary": "Reload the configuration file (as SIGHUP does)",
+            "description": "Needs an admin key (http.admin_keys). An invalid file is refused as a whole and the "
+                           "running configuration stays (docs/deploy.md).",
+            "responses": {
+                "200": {"description": "Reloaded; what changed.", "content": {"application/json": {"schema": {
+                    "type": "object", "required": ["reloaded", "config", "changes"],
+                    "properties": {"reloaded": {"type": "boolean"}, "config": {"type": ["string", "null"]},
+                                   "changes": {"type": "object"}}}}}},
+                "401": {"description": "No admin key.", **error},
+                "409": {"description": "The gateway was started without a config file.", **error},
+                "422": {"description": "The new file is invalid; the error names the path.", **error},
+                "503": {"description": "The gateway is draining.", **error},
+            },
+        }}
 
     # ---- triggers --------------------------------------------------------------------------------------
 

@@ -52,6 +52,7 @@ from ._charging import (
     query_limit,
     query_msisdn,
     query_param,
+    query_single,
     render,
     require_open,
     service_values,
@@ -831,7 +832,7 @@ class Subscriptions:
             account = api.account(request)
             if request.method == "POST":
                 return await self._post(api, request, account)
-            q = request.query_params
+            q = query_single(request)
             state = q.get("state")
             if state is not None and state not in SUBSCRIPTION_STATES:
                 raise ApiError(422, "invalid_field", f"state: expected one of {', '.join(SUBSCRIPTION_STATES)}",
@@ -869,7 +870,7 @@ class Subscriptions:
         service = self.service_for(account, req.service)
         msisdn = query_msisdn(self.gw, account, req.msisdn)
         assert msisdn is not None
-        api.rate(account, 1)
+        await api.rate(account, 1)
         check_intake(self.gw)
         self.load()
         now = self.wall()

@@ -105,12 +105,18 @@ def api_schema(live: Live) -> OpenApiSchema:
     return schemathesis.openapi.from_url(f"{live.base_url}/openapi.json", config=config)
 
 
+# The third value: the operation takes input (parameters or a body) that negative data can break.
 OPERATIONS = [
     ("POST", "/v1/messages", True), ("POST", "/v1/messages/batch", True), ("GET", "/v1/messages/{id}", True),
     ("DELETE", "/v1/messages/{id}", True), ("GET", "/healthz", False), ("GET", "/readyz", False),
     ("GET", "/metrics", False), ("GET", "/openapi.json", False),
     ("POST", "/v1/payment-requests", True), ("GET", "/v1/payment-requests/{id}", True),
     ("DELETE", "/v1/payment-requests/{id}", True), ("POST", "/v1/payment-requests/{id}/paid", True),
+    ("GET", "/v1/consents/{msisdn}", True), ("GET", "/v1/consents/export", True),
+    ("POST", "/v1/subscriptions", True), ("GET", "/v1/subscriptions", True), ("GET", "/v1/subscriptions/{id}", True),
+    ("DELETE", "/v1/subscriptions/{id}", True), ("GET", "/v1/charges", True), ("GET", "/v1/charges/totals", True),
+    ("POST", "/v1/verifications", True), ("GET", "/v1/verifications/{id}", True),
+    ("POST", "/v1/verifications/{id}/check", True), ("POST", "/admin/reload", False),
 ]
 CASES = [(m, p, mode) for m, p, has_input in OPERATIONS
          for mode in ((GenerationMode.POSITIVE, GenerationMode.NEGATIVE) if has_input else (GenerationMode.POSITIVE,))]

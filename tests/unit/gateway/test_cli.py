@@ -211,13 +211,6 @@ def test_run_refuses_an_invalid_config(capsys: pytest.CaptureFixture[str]) -> No
     assert err == 'smscs[0].window: expected an integer >= 1, got 0\n'
 
 
-def test_run_refuses_a_backend_this_build_lacks(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    path = tmp_path / "gw.yaml"
-    path.write_text("store: {backend: redis}\n", encoding="utf-8")
-    code, _, err = run(capsys, "run", "-c", str(path))
-    assert (code, err) == (2, "store.backend: 'redis' is not available in this build\n")
-
-
 async def _signals(*signums: int) -> AsyncIterator[int]:
     for s in signums:
         yield s
