@@ -88,8 +88,10 @@ class MoIntake:
         # (sender, shortcode) -> ids of the mo_part records not yet used by a complete MO.
         self._part_docs: dict[tuple[str, str], list[str]] = {}
         self._queue: deque[str] = deque()
+        self._records: dict[str, MoRecord] = {}  # queued MOs received by this process (no store read needed)
         self._wake = anyio.Event()
         self._seq = 0
+        self.batch_max = 256
         self.received_total = 0
         self.processed_total = 0
         self.failed_total = 0
@@ -169,6 +171,7 @@ class MoIntake:
                  to, parts)
 
         def queue() -> None:
+            self._records[record.id] = record
             self._queue.append(record.id)
             self._wake.set()
         return queue
@@ -204,36 +207,49 @@ class MoIntake:
         return len(pending)
 
     async def run(self, *, task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
-        """Process queued MOs in order until cancelled."""
+        """Process queued MOs in order until cancelled.
+
+        The MOs queued when a batch starts (up to `batch_max`) are handled one after the other, in order, and what
+        they caused commits in one `accept`: a crash before that commit has the restart handle them all again.
+        """
         task_status.started()
         await self.gw.store.write(Writes())  # a barrier: what `restore` wrote is durable before processing
         while True:
             while not self._queue:
                 self._wake = anyio.Event()
                 await self._wake.wait()
-            mo_id = self._queue[0]
-            try:
-                await self._process(mo_id)
-            except Exception:
-                self.failed_total += 1
-                log.exception("mo=%s processing failed; it stays 'received' and is retried on restart", mo_id)
-            self._queue.popleft()
+            batch = [self._queue.popleft() for _ in range(min(len(self._queue), self.batch_max))]
+            writes = Writes()
+            messages: list[Message] = []
+            done = 0
+            for mo_id in batch:
+                try:
+                    if await self._process(mo_id, writes, messages):
+                        done += 1
+                except Exception:
+                    self.failed_total += 1
+                    log.exception("mo=%s processing failed; it stays 'received' and is retried on restart", mo_id)
+            if writes or messages:
+                await self.gw.core.accept(messages, writes)
+            self.processed_total += done
 
-    async def _process(self, mo_id: str) -> None:
-        doc = self.gw.store.doc("mo", mo_id)
-        if doc is None or doc.state != "received":
-            return
-        record = decode_mo(doc)
+    async def _process(self, mo_id: str, writes: Writes, messages: list[Message]) -> bool:
+        record = self._records.pop(mo_id, None)
+        if record is None:  # queued by `restore`: read it back
+            doc = self.gw.store.doc("mo", mo_id)
+            if doc is None or doc.state != "received":
+                return False
+            record = decode_mo(doc)
         result = await self.handler(record)
         record.state = "processed"
         record.service = result.service
         record.kind = result.kind
         record.detail = result.detail
         record.replies = [m.id for m in result.messages]
-        writes = result.writes
+        writes.extend(result.writes)
         writes.docs.append(mo_doc(record))
-        await self.gw.core.accept(result.messages, writes)
-        self.processed_total += 1
+        messages.extend(result.messages)
+        return True
 
     async def _default_handler(self, record: MoRecord) -> MoResult:
         decision = self.gw.core.config.mo_router().decide(to=record.to, text=record.text)
