@@ -173,7 +173,8 @@ def encode_tlvs(tlvs: Tlvs) -> bytes:
                 append(pack(tag, size))
                 append(value.to_bytes(size, "big"))
                 continue
-        elif size == 0 and len(value) < _CSTR_MAX[tag] and "\0" not in value and value.isascii():
+        elif (size == 0 and isinstance(value, str) and len(value) < _CSTR_MAX[tag] and "\0" not in value
+              and value.isascii()):
             append(pack(tag, len(value) + 1))
             append(value.encode("ascii"))
             append(b"\0")

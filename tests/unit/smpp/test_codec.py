@@ -463,3 +463,12 @@ def test_the_slow_path_checks_the_header_like_the_fast_path(data: bytes) -> None
     with pytest.raises(RemoteProtocolError) as slow:
         decode_pdu_slow(data)
     assert slow.value.status == fast.value.status
+
+
+def test_a_none_tlv_value_is_an_encode_error_on_both_paths() -> None:
+    # Found by the fuzz test: the fast TLV encoder took len() of None for a C-Octet string tag.
+    pdu = SubmitSm(tlvs=Tlvs(additional_status_info_text=None))  # type: ignore[arg-type]
+    with pytest.raises(EncodeError, match="tlvs.additional_status_info_text"):
+        encode_pdu(pdu)
+    with pytest.raises(EncodeError, match="tlvs.additional_status_info_text"):
+        encode_pdu_slow(pdu)
