@@ -4,13 +4,19 @@ Rule 1: a message is done when its final status reaches our sink: a callback fro
 or an array of them when the account batches) naming it by `reference`, or a GET from Kannel to the message's
 own dlr-url. Every message carries a key unique across the whole benchmark, so a late callback from an earlier
 run can never be counted in this one.
-Rule 2: the same driver drives both systems: `concurrency` requests in flight on as many keep-alive
-connections (closed loop), each request carrying `per_request` messages (the gateway's batch endpoint) or one.
-A message's accept time is when its request's answer was read; its callback time when the sink read the
-callback. Latency is callback time minus accept time.
+Rule 2: the same driver drives both systems: `concurrency` senders each with a request in flight (closed loop),
+each request carrying `per_request` messages (the gateway's batch endpoint) or one. A target with several HTTP
+endpoints (the nodes of a Redis cluster) gets its requests round robin: request k goes to endpoint k mod N, over
+the sender's keep-alive connection to that endpoint. A message's accept time is when its request's answer was
+read; its callback time when the sink read the callback. Latency is callback time minus accept time.
 Rule 3: submitted and receipted counts are the simulator's, for both systems: its `submitted` (submit_sm
 received) and `deliver_acked` (receipts the ESME acknowledged) counters, polled every 50 ms; the time a
 counter reached its final value is interpolated between the two polls around it.
+Rule 4: every accepted message must end final with exactly one callback. A run that stalls (no answer and no
+callback for `stall_s`) ends with the count of accepted messages still without a callback, their first keys and,
+for the gateway, the status each of a few of them has (GET /v1/messages/{id}); a callback for a message that was
+not accepted, a second callback, or a simulator count of submit_sm other than the accepted count (a message sent
+twice or never) is a problem of the run too.
 """
 
 from __future__ import annotations
@@ -46,6 +52,11 @@ class _Result(msgspec.Struct):
     id: str | None = None
 
 
+class _View(msgspec.Struct):
+    status: str = ""
+    history: list[object] = msgspec.field(default_factory=list)
+
+
 class _BatchAnswer(msgspec.Struct):
     results: list[_Result]
 
@@ -62,25 +73,32 @@ class _Stats(msgspec.Struct):
 
 _decode_callbacks = msgspec.json.Decoder(list[_Callback] | _Callback).decode
 _decode_batch = msgspec.json.Decoder(_BatchAnswer).decode
+_decode_result = msgspec.json.Decoder(_Result).decode
+_decode_view = msgspec.json.Decoder(_View).decode
 _decode_stats = msgspec.json.Decoder(_Stats).decode
 
 
 class Target:
-    """How to send to one system and read its answers and callbacks."""
+    """How to send to one system (through one or several HTTP endpoints) and read its answers and callbacks."""
 
     name = ""
     account = ""  # the system's account at the simulator
     per_request = 1
 
-    def __init__(self, port: int) -> None:
-        self.port = port
+    def __init__(self, ports: list[int]) -> None:
+        self.ports = ports
 
-    def request(self, first_key: int, n: int, sink_port: int) -> bytes:
+    def request(self, first_key: int, n: int, sink_port: int, port: int) -> bytes:
         raise NotImplementedError
 
-    def accepted(self, status: int, body: bytes, n: int) -> list[bool]:
-        """For each message of a request, whether the answer accepted it."""
+    def accepted(self, status: int, body: bytes, n: int) -> list[str | None]:
+        """For each message of a request, its id when the answer accepted it (`""` when the system gives none),
+        None when it refused it."""
         raise NotImplementedError
+
+    async def status_of(self, message_id: str) -> str:
+        """What the system says about an accepted message (for the report of a missing callback)."""
+        return "unknown to the benchmark"
 
     def callbacks(self, target: bytes, body: bytes) -> list[tuple[int, bool]]:
         """The (key, delivered) pairs one callback request reports."""
@@ -91,32 +109,51 @@ class GatewayTarget(Target):
     """The gateway's API: `POST /v1/messages/batch` with `batch` messages, or `POST /v1/messages` when batch is 0.
     Callbacks go to the account's callback.url (set in its config), so requests carry no callback_url."""
 
-    def __init__(self, port: int, batch: int, name: str, account: str) -> None:
-        super().__init__(port)
+    def __init__(self, ports: list[int], batch: int, name: str, account: str) -> None:
+        super().__init__(ports)
         self.account = account
         self.batch = batch
         self.per_request = max(batch, 1)
         self.name = name
         path = "/v1/messages/batch" if batch else "/v1/messages"
-        self.head = (f"POST {path} HTTP/1.1\r\nHost: {HOST}:{port}\r\nAuthorization: Bearer {API_KEY}\r\n"
-                     f"Content-Type: application/json\r\nContent-Length: ")
+        self.heads = {port: (f"POST {path} HTTP/1.1\r\nHost: {HOST}:{port}\r\nAuthorization: Bearer {API_KEY}\r\n"
+                             f"Content-Type: application/json\r\nContent-Length: ") for port in ports}
 
-    def request(self, first_key: int, n: int, sink_port: int) -> bytes:
+    def request(self, first_key: int, n: int, sink_port: int, port: int) -> bytes:
         items = [f'{{"to":"{FIRST_MSISDN + k % RECIPIENTS}","from":"BENCH","text":"{text_of(k)}","reference":"{k}"}}'
                  for k in range(first_key, first_key + n)]
         body = (f'{{"messages":[{",".join(items)}]}}' if self.batch else items[0]).encode()
-        return f"{self.head}{len(body)}\r\n\r\n".encode() + body
+        return f"{self.heads[port]}{len(body)}\r\n\r\n".encode() + body
 
-    def accepted(self, status: int, body: bytes, n: int) -> list[bool]:
+    def accepted(self, status: int, body: bytes, n: int) -> list[str | None]:
         if status != 202:
-            return [False] * n
-        if not self.batch:
-            return [True]
+            return [None] * n
         try:
+            if not self.batch:
+                return [_decode_result(body).id]
             results = _decode_batch(body).results
         except msgspec.DecodeError:
-            return [False] * n
-        return [r.id is not None for r in results] if len(results) == n else [False] * n
+            return [None] * n
+        return [r.id for r in results] if len(results) == n else [None] * n
+
+    async def status_of(self, message_id: str) -> str:
+        """The message's status and last history entry from GET /v1/messages/{id} (any node answers for any
+        message)."""
+        port = self.ports[0]
+        conn = await HttpConnection.connect(HOST, port)
+        try:
+            status, body = await asyncio.wait_for(conn.request(
+                f"GET /v1/messages/{message_id} HTTP/1.1\r\nHost: {HOST}:{port}\r\n"
+                f"Authorization: Bearer {API_KEY}\r\n\r\n".encode()), 5.0)
+        except (OSError, TimeoutError) as exc:
+            return f"GET failed: {exc!r}"
+        finally:
+            conn.close()
+        if status != 200:
+            return f"HTTP {status}: {body[:200].decode(errors='replace')}"
+        view = _decode_view(body)
+        last = view.history[-1] if view.history else None
+        return f"status {view.status}" + (f" (last change: {msgspec.json.encode(last).decode()})" if last else "")
 
     def callbacks(self, target: bytes, body: bytes) -> list[tuple[int, bool]]:
         try:
@@ -135,16 +172,16 @@ class KannelTarget(Target):
     account = "kannel"
     name = "kannel single"
 
-    def request(self, first_key: int, n: int, sink_port: int) -> bytes:
+    def request(self, first_key: int, n: int, sink_port: int, port: int) -> bytes:
         dlr_url = f"http://{HOST}:{sink_port}/dlr?k={first_key}&s=%d"
         query = urllib.parse.urlencode({
             "username": KANNEL_USER, "password": KANNEL_PASSWORD, "from": "BENCH",
             "to": str(FIRST_MSISDN + first_key % RECIPIENTS), "text": text_of(first_key),
             "dlr-mask": "1", "dlr-url": dlr_url})
-        return f"GET /cgi-bin/sendsms?{query} HTTP/1.1\r\nHost: {HOST}:{self.port}\r\n\r\n".encode()
+        return f"GET /cgi-bin/sendsms?{query} HTTP/1.1\r\nHost: {HOST}:{port}\r\n\r\n".encode()
 
-    def accepted(self, status: int, body: bytes, n: int) -> list[bool]:
-        return [status == 202]
+    def accepted(self, status: int, body: bytes, n: int) -> list[str | None]:
+        return ["" if status == 202 else None]
 
     def callbacks(self, target: bytes, body: bytes) -> list[tuple[int, bool]]:
         _, _, query = target.partition(b"?")
@@ -236,8 +273,10 @@ class _Run:
         self.concurrency = concurrency
         self.accept_at = [0.0] * count
         self.callback_at = [0.0] * count
+        self.ids: list[str | None] = [None] * count
         self.request_s: list[float] = []
         self.next = 0
+        self.requests = 0
         self.accepted = 0
         self.refused = 0
         self.callbacks = 0
@@ -269,26 +308,31 @@ class _Run:
         if self.senders_done and self.callbacks >= self.accepted:
             self.done.set()
 
-    async def sender(self, conn: HttpConnection, sink_port: int) -> None:
+    async def sender(self, conns: list[HttpConnection], sink_port: int) -> None:
+        """Requests until every message was sent; request k goes over `conns[k % len(conns)]` (Rule 2)."""
         target, per = self.target, self.target.per_request
         while self.next < self.count:
             i = self.next
             n = min(per, self.count - i)
             self.next = i + n
-            data = target.request(self.first_key + i, n, sink_port)
+            k = self.requests % len(conns)
+            self.requests += 1
+            conn = conns[k]
+            data = target.request(self.first_key + i, n, sink_port, target.ports[k])
             t0 = time.monotonic()
             status, body = await conn.request(data)
             now = time.monotonic()
             self.request_s.append(now - t0)
             self.progress_at = now
-            for j, ok in enumerate(target.accepted(status, body, n)):
-                if ok:
+            for j, mid in enumerate(target.accepted(status, body, n)):
+                if mid is not None:
                     self.accept_at[i + j] = now
+                    self.ids[i + j] = mid
                     self.accepted += 1
                 else:
                     self.refused += 1
             if not conn.open:
-                conn = await HttpConnection.connect(HOST, target.port)
+                conns[k] = await HttpConnection.connect(HOST, target.ports[k])
 
 
 async def _poll(url_port: int, account: str, samples: list[tuple[float, int, int]], stop: asyncio.Event) -> None:
@@ -325,7 +369,7 @@ async def drive(target: Target, *, first_key: int, count: int, concurrency: int,
     result = RunResult(target.name, count, _loadavg())
     samples: list[tuple[float, int, int]] = []
     stop_poll = asyncio.Event()
-    conns = [await HttpConnection.connect(HOST, target.port) for _ in range(concurrency)]
+    conns = [[await HttpConnection.connect(HOST, port) for port in target.ports] for _ in range(concurrency)]
     poller = asyncio.ensure_future(_poll(stats_port, target.account, samples, stop_poll))
     try:
         while not samples:  # the baseline
@@ -351,8 +395,9 @@ async def drive(target: Target, *, first_key: int, count: int, concurrency: int,
         await poller
     finally:
         poller.cancel()
-        for c in conns:
-            c.close()
+        for cs in conns:
+            for c in cs:
+                c.close()
     result.accepted, result.refused = run.accepted, run.refused
     result.callbacks, result.delivered, result.duplicates = run.callbacks, run.delivered, run.duplicates
     result.callback_s = max(run.callback_at, default=start) - start if run.callbacks else 0.0
@@ -365,6 +410,18 @@ async def drive(target: Target, *, first_key: int, count: int, concurrency: int,
     result.request_ms = {f"p{p}": percentile(req, p) for p in (50, 99)}
     if run.refused:
         result.problems.append(f"{run.refused} messages refused")
+    missing = [i for i in range(count) if run.accept_at[i] and not run.callback_at[i]]
+    if missing:
+        keys = ", ".join(str(first_key + i) for i in missing[:5])
+        result.problems.append(f"{len(missing)} accepted messages without a final callback (keys {keys}"
+                               f"{', ...' if len(missing) > 5 else ''})")
+        for i in missing[:5]:
+            mid = run.ids[i]
+            if mid:
+                result.problems.append(f"key {first_key + i} id {mid}: {await target.status_of(mid)}")
+    unasked = sum(1 for i in range(count) if run.callback_at[i] and not run.accept_at[i])
+    if unasked:
+        result.problems.append(f"{unasked} callbacks for messages that were not accepted")
     if run.delivered != run.callbacks:
         result.problems.append(f"{run.callbacks - run.delivered} callbacks with another status than delivered")
     if run.duplicates:

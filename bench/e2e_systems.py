@@ -1,4 +1,5 @@
-"""The processes of the end-to-end benchmark: the simulator, the gateway and Kannel, each with a generated config.
+"""The processes of the end-to-end benchmark: the simulator, the gateway (one SQLite node, or several nodes sharing
+a redis-server of the benchmark's own) and Kannel, each with a generated config.
 
 Rule 1: every process is started through `Children`, which stops them all (SIGTERM, then SIGKILL after a grace
 period) when its `with` block ends, however it ends; each child also gets SIGKILL from the kernel if this
@@ -35,10 +36,14 @@ __all__ = [
     "Children",
     "GatewayProcess",
     "KannelProcess",
+    "RedisProcess",
     "SimulatorProcess",
     "cpu_seconds",
+    "redis_command",
+    "start_cluster",
     "start_gateway",
     "start_kannel",
+    "start_redis",
     "start_simulator",
 ]
 
@@ -203,7 +208,10 @@ SIMULATOR_ACCOUNT = """\
 
 SIMULATOR_ACCOUNTS = {"gwbatch": "gw1", "gwsingle": "gw1", "kannel": "kannel1"}
 """One account per system under test: the simulator sends a receipt on any bind of the message's account, so
-two gateways sharing one would receive each other's receipts."""
+two gateways sharing one would receive each other's receipts. The nodes of one Redis cluster share an account
+(`start_simulator`'s `extra_accounts`): the simulator spreads an account's receipts round robin over its binds, so
+about (N-1)/N of the receipts of a message reach another node than the one that submitted it, which is the
+cross-node path (match_or_park in Redis) a real deployment with several binds takes too."""
 
 _SIM_SMPP = re.compile(r"simulator smpp listening on (\S+):(\d+)")
 _SIM_CONTROL = re.compile(r"simulator control listening on (\S+):(\d+)")
@@ -220,12 +228,14 @@ class SimulatorProcess:
         return f"http://{HOST}:{self.control_port}/stats"
 
 
-def start_simulator(children: Children, receipt_delay_s: float) -> SimulatorProcess:
-    """The simulator with identical accounts for each system (SIMULATOR_ACCOUNTS): decimal ids, receipts after the delay,
-    no throughput limit, deliver_sm windows deep enough that receipts never wait for the ESME."""
+def start_simulator(children: Children, receipt_delay_s: float,
+                    extra_accounts: tuple[str, ...] = ()) -> SimulatorProcess:
+    """The simulator with identical accounts for each system (SIMULATOR_ACCOUNTS, and `extra_accounts` with the
+    password `gw1`): decimal ids, receipts after the delay, no throughput limit, deliver_sm windows deep enough that
+    receipts never wait for the ESME."""
     config = children.workdir / "simulator.yaml"
     accounts = "".join(SIMULATOR_ACCOUNT.format(system_id=name, password=password)
-                       for name, password in SIMULATOR_ACCOUNTS.items())
+                       for name, password in {**SIMULATOR_ACCOUNTS, **dict.fromkeys(extra_accounts, "gw1")}.items())
     config.write_text(SIMULATOR_CONFIG.format(delay=receipt_delay_s, accounts=accounts), encoding="utf-8")
     child = children.start("simulator", [sys.executable, "-m", "simulator", "-c", str(config)])
     smpp = child.wait_for_line(_SIM_SMPP, 20)
@@ -236,14 +246,11 @@ def start_simulator(children: Children, receipt_delay_s: float) -> SimulatorProc
 # ---- the gateway -------------------------------------------------------------------------------------------
 
 GATEWAY_CONFIG = """\
-node: bench-{name}
+node: {node}
 http:
   listen: "127.0.0.1:0"
 store:
-  backend: sqlite
-  path: {store}
-  commit_interval_ms: 0
-  synchronous: normal
+{store}
 accounts:
   - id: bench
     api_keys:
@@ -263,7 +270,7 @@ smscs:
     sessions: {sessions}
     window: {window}
     receipt_id_format: decimal
-routes:
+{nodes}routes:
   - name: all
     prefix: ""
     smscs: [sim]
@@ -271,6 +278,17 @@ logging:
   format: logfmt
   level: info
 """
+
+SQLITE_STORE = """\
+  backend: sqlite
+  path: {path}
+  commit_interval_ms: 0
+  synchronous: normal"""
+
+REDIS_STORE = """\
+  backend: redis
+  redis_url: "{url}"
+  redis_group: {group}"""
 
 _GW_LISTENING = re.compile(r"http api listening on http://([^:\s]+):(\d+)")
 
@@ -282,6 +300,28 @@ class GatewayProcess:
     config: Path
 
 
+def _smppgw() -> list[str]:
+    smppgw = Path(sys.executable).with_name("smppgw")
+    return [str(smppgw)] if smppgw.exists() else [sys.executable, "-m", "gateway.cli"]
+
+
+def _gateway_config(*, node: str, store: str, sim: SimulatorProcess, system_id: str, callback_url: str,
+                    callback_batch: int, callback_interval_ms: int, sessions: int, window: int,
+                    nodes: dict[str, int] | None = None) -> str:
+    nodes_line = ("    nodes: {" + ", ".join(f"{n}: {k}" for n, k in nodes.items()) + "}\n") if nodes else ""
+    return GATEWAY_CONFIG.format(
+        node=node, store=store, key_sha256=hashlib.sha256(API_KEY.encode()).hexdigest(), callback_url=callback_url,
+        callback_batch=callback_batch, callback_interval_ms=callback_interval_ms, smpp_port=sim.smpp_port,
+        sessions=sessions, window=window, system_id=system_id, nodes=nodes_line)
+
+
+def _wait_ready(child: Child, what: str) -> int:
+    """The HTTP port `child` logged, once its /readyz answers 200 (store open, the route's bind up)."""
+    port = int(child.wait_for_line(_GW_LISTENING, 30).group(2))
+    wait_until(lambda: http_get(f"http://{HOST}:{port}/readyz")[0] == 200, f"{what} /readyz", child)
+    return port
+
+
 def start_gateway(children: Children, name: str, sim: SimulatorProcess, *, system_id: str, callback_url: str,
                   callback_batch: int,
                   callback_interval_ms: int, sessions: int, window: int) -> GatewayProcess:
@@ -290,17 +330,98 @@ def start_gateway(children: Children, name: str, sim: SimulatorProcess, *, syste
     store_dir = children.workdir / f"gateway-{name}"
     store_dir.mkdir()
     config = store_dir / "gateway.yaml"
-    config.write_text(GATEWAY_CONFIG.format(
-        name=name, store=store_dir / "gateway.db", key_sha256=hashlib.sha256(API_KEY.encode()).hexdigest(),
+    config.write_text(_gateway_config(
+        node=f"bench-{name}", store=SQLITE_STORE.format(path=store_dir / "gateway.db"), sim=sim, system_id=system_id,
         callback_url=callback_url, callback_batch=callback_batch, callback_interval_ms=callback_interval_ms,
-        smpp_port=sim.smpp_port, sessions=sessions, window=window, system_id=system_id), encoding="utf-8")
-    smppgw = Path(sys.executable).with_name("smppgw")
-    argv = [str(smppgw)] if smppgw.exists() else [sys.executable, "-m", "gateway.cli"]
-    child = children.start(f"gateway-{name}", [*argv, "run", "-c", str(config)])
-    m = child.wait_for_line(_GW_LISTENING, 30)
-    port = int(m.group(2))
-    wait_until(lambda: http_get(f"http://{HOST}:{port}/readyz")[0] == 200, f"gateway {name} /readyz", child)
-    return GatewayProcess(child, port, config)
+        sessions=sessions, window=window), encoding="utf-8")
+    child = children.start(f"gateway-{name}", [*_smppgw(), "run", "-c", str(config)])
+    return GatewayProcess(child, _wait_ready(child, f"gateway {name}"), config)
+
+
+def start_cluster(children: Children, name: str, sim: SimulatorProcess, redis: RedisProcess, *, nodes: int,
+                  system_id: str, callback_url: str, callback_batch: int, callback_interval_ms: int, sessions: int,
+                  window: int) -> list[GatewayProcess]:
+    """`nodes` gateway nodes `gw1`..`gwN` sharing `redis` (one `redis_group`, named after `name`), each with a config
+    of its own that differs only in `node`: one SMSC entry whose `nodes` mapping gives every node `sessions`
+    transceiver sessions of the simulator account `system_id`, one route to it, so every node claims from the same
+    route stream. Starts them all, then returns once each one's /readyz answers 200."""
+    store = REDIS_STORE.format(url=redis.url, group=f"bench-{name}")
+    node_names = [f"gw{i + 1}" for i in range(nodes)]
+    started: list[tuple[Child, Path]] = []
+    for node in node_names:
+        node_dir = children.workdir / f"{name}-{node}"
+        node_dir.mkdir()
+        config = node_dir / "gateway.yaml"
+        config.write_text(_gateway_config(
+            node=node, store=store, sim=sim, system_id=system_id, callback_url=callback_url,
+            callback_batch=callback_batch, callback_interval_ms=callback_interval_ms, sessions=sessions, window=window,
+            nodes=dict.fromkeys(node_names, sessions)), encoding="utf-8")
+        started.append((children.start(f"{name}-{node}", [*_smppgw(), "run", "-c", str(config)], cwd=node_dir),
+                        config))
+    return [GatewayProcess(child, _wait_ready(child, child.name), config) for child, config in started]
+
+
+# ---- Redis -------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class RedisProcess:
+    child: Child
+    port: int
+
+    @property
+    def url(self) -> str:
+        return f"redis://{HOST}:{self.port}/0"
+
+
+def redis_command(port: int, *args: str, timeout_s: float = 5.0) -> bytes:
+    """One command in RESP over a fresh connection; the raw reply (a simple or bulk string's payload)."""
+    request = f"*{len(args)}\r\n".encode() + b"".join(
+        f"${len(a.encode())}\r\n".encode() + a.encode() + b"\r\n" for a in args)
+    with socket.create_connection((HOST, port), timeout=timeout_s) as s:
+        s.sendall(request)
+        data = b""
+        while b"\r\n" not in data:
+            chunk = s.recv(65536)
+            if not chunk:
+                raise ConnectionError("redis-server closed the connection")
+            data += chunk
+        head, _, rest = data.partition(b"\r\n")
+        if head[:1] == b"-":
+            raise RuntimeError(f"redis-server: {head[1:].decode(errors='replace')}")
+        if head[:1] != b"$":
+            return head[1:]
+        size = int(head[1:])
+        while len(rest) < size + 2:
+            chunk = s.recv(65536)
+            if not chunk:
+                raise ConnectionError("redis-server closed the connection")
+            rest += chunk
+        return rest[:size]
+
+
+def start_redis(children: Children, name: str) -> RedisProcess:
+    """Debian's redis-server on 127.0.0.1 and a port found free, data in the work directory: `appendonly yes` with
+    `appendfsync everysec` (an acknowledged write survives a crash of redis-server; a crash of the OS may lose the
+    last second), no RDB snapshots; returns once it answers PING."""
+    executable = shutil.which("redis-server") or "/usr/bin/redis-server"
+    if not Path(executable).exists():
+        raise RuntimeError("redis-server is not installed (Debian package `redis-server`)")
+    directory = children.workdir / name
+    directory.mkdir()
+    port = free_port()
+    child = children.start(name, [executable, "--port", str(port), "--bind", HOST, "--dir", str(directory),
+                                  "--appendonly", "yes", "--appendfsync", "everysec", "--save", "",
+                                  "--daemonize", "no", "--protected-mode", "yes"], cwd=directory)
+
+    def pong() -> bool:
+        try:
+            return redis_command(port, "PING", timeout_s=1.0) == b"PONG"
+        except (OSError, RuntimeError):
+            return False
+
+    wait_until(pong, f"{name} PING", child, timeout_s=15)
+    return RedisProcess(child, port)
 
 
 # ---- Kannel ------------------------------------------------------------------------------------------------

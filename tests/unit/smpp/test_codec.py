@@ -468,7 +468,7 @@ def test_the_slow_path_checks_the_header_like_the_fast_path(data: bytes) -> None
 def test_a_none_tlv_value_is_an_encode_error_on_both_paths() -> None:
     # Found by the fuzz test: the fast TLV encoder took len() of None for a C-Octet string tag.
     pdu = SubmitSm(tlvs=Tlvs(additional_status_info_text=None))  # type: ignore[arg-type]
-    with pytest.raises(EncodeError, match="tlvs.additional_status_info_text"):
+    with pytest.raises(EncodeError, match=r"tlvs\.additional_status_info_text"):
         encode_pdu(pdu)
-    with pytest.raises(EncodeError, match="tlvs.additional_status_info_text"):
+    with pytest.raises(EncodeError, match=r"tlvs\.additional_status_info_text"):
         encode_pdu_slow(pdu)
