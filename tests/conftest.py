@@ -10,8 +10,14 @@ import os
 import shutil
 
 import pytest
+from hypothesis import settings
 
 REQUIRE_INTEROP = os.environ.get("SMPPGW_REQUIRE_INTEROP") == "1"
+
+# CI replays the same examples every run (a landing is not decided by luck); local runs keep exploring new ones.
+settings.register_profile("ci", derandomize=True, database=None)
+if REQUIRE_INTEROP or os.environ.get("SMPPGW_HYPOTHESIS_PROFILE") == "ci":
+    settings.load_profile("ci")
 
 
 def require_peer(name: str, available: bool, how: str = "") -> None:
