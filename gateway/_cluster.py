@@ -30,6 +30,7 @@ import msgspec
 from dlr import ReceiptStatus, fold_part_statuses, parse_receipt, receipt_keys
 from smpp import DeliverSm, decode_pdu
 
+from ._config import AccountConfig
 from ._core import RECEIPT_TO_STATUS
 from ._model import FINAL_STATUSES, Message, MessageStatus, Part, StatusChange
 from ._redis import CommitResult, PendingCommit, QueueEntry, RedisStore, RedisWrites
@@ -233,6 +234,8 @@ class Cluster:
         self.claim_batch = claim_batch
         self.claimed_total = 0
         self.reclaimed_total = 0
+        self._limiter: Any = None
+        self._buckets: dict[str, AccountConfig] = {}
         store.on_parked = self._apply_parked
 
     # ---- which routes this node serves -----------------------------------------------------------------
@@ -384,6 +387,23 @@ class Cluster:
             core.schedule(msg, now)
         if done.ack:
             store.write_nowait(done)
+
+    # ---- an SMSC's throughput across nodes ---------------------------------------------------------------
+
+    async def smsc_tokens(self, smsc: Any, n: int) -> float:
+        """Take `n` submit_sm from the SMSC's one bucket shared by every node (its `throughput_per_s` holds for
+        the nodes together); 0.0 when taken, else the seconds to wait before asking again."""
+        if self._limiter is None:
+            from ._ratelimit_redis import SharedRateLimiter  # noqa: PLC0415
+
+            self._limiter = SharedRateLimiter(self.store.inner.client, key_prefix=self.store.inner.prefix)
+        bucket = self._buckets.get(smsc.name)
+        if bucket is None or bucket.rate_limit_per_s != smsc.throughput_per_s:
+            bucket = AccountConfig(id=f"smsc.{smsc.name}", rate_limit_per_s=smsc.throughput_per_s,
+                                   rate_limit_burst=max(1, n))
+            self._buckets[smsc.name] = bucket
+        wait: float = await self._limiter.take(bucket, n)
+        return wait
 
     # ---- what the core hands over -----------------------------------------------------------------------
 

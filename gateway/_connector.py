@@ -174,6 +174,7 @@ class Connector:
         self._bind_failures = 0
         self._reconnects = 0
         self._throttle_waits = 0
+        self._shared_tokens = 0
         self._sent_times: deque[float] = deque(maxlen=256)
         self._cancel: anyio.CancelScope | None = None
 
@@ -465,6 +466,8 @@ class Connector:
                     m.on_wire = True
                 await self.core.store.write(Writes(messages=marks))
             for i, j in enumerate(jobs):
+                if self.core.cluster is not None and self.cfg.throughput_per_s is not None:
+                    await self._shared_token()
                 wait = self.rate.take(self.clock())
                 while wait > 0:
                     self._throttle_waits += 1
@@ -481,6 +484,18 @@ class Connector:
                 live.inflight[sent.sequence_number] = j
                 live.info.inflight = len(live.inflight)
                 self._sent_times.append(self.clock())
+
+    async def _shared_token(self) -> None:
+        """One submit_sm from the bucket the SMSC's nodes share, taken in chunks of about 50 ms of its rate."""
+        if self._shared_tokens <= 0:
+            rate = self.cfg.throughput_per_s or 1.0
+            chunk = max(1, int(rate / 20))
+            assert self.core.cluster is not None
+            while (wait := await self.core.cluster.smsc_tokens(self.cfg, chunk)) > 0:
+                self._throttle_waits += 1
+                await anyio.sleep(wait)
+            self._shared_tokens = chunk
+        self._shared_tokens -= 1
 
     def _observed_rate(self) -> float:
         times = self._sent_times

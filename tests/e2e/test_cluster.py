@@ -211,3 +211,35 @@ async def test_kill_9_of_a_node_mid_load_loses_nothing_and_sends_nothing_twice(
         # taken them before gw1 could record it), so at most what gw1 had in flight: one window.
         assert delivered <= len(counts) <= delivered + unknown
         assert unknown <= 20
+
+
+async def test_an_smsc_throughput_holds_across_both_nodes(tmp_path: Path, redis_server: RedisServer) -> None:
+    async with running_simulator(sim_config()) as sim:
+        group = unique_group("tp")
+        cfgs = []
+        for name in ("gw1", "gw2"):
+            common = {"port": sim.smpp_port, "system_id": "esme", "password": "pw", "window": 20,
+                      "throughput_per_s": 40, "reconnect": {"initial_s": 0.1, "max_s": 0.5}}
+            cfg = gateway_config(tmp_path, sim, smscs=[{"name": "sim", "bind": "trx", **common}],
+                                 routes=[{"name": "all", "prefix": "", "smscs": ["sim"]}])
+            cfg.update(node=name, store={"backend": "redis", "redis_url": redis_server.url, "redis_group": group},
+                       cluster={"heartbeat_s": 0.5, "node_timeout_s": 2})
+            cfgs.append(cfg)
+        async with running_gateway(cfgs[0], base_dir=tmp_path) as gw1, running_gateway(cfgs[1], base_dir=tmp_path) as gw2:
+            ids: list[str] = []
+            for gw in (gw1, gw2):
+                r = await gw.api.post("/v1/messages/batch", json={"messages": [
+                    {"to": f"4479{len(ids) + i:08d}", "from": "ACME", "text": f"paced {len(ids) + i}"}
+                    for i in range(60)]})
+                assert r.status_code == 202
+                ids.extend(x["id"] for x in r.json()["results"])
+            views = await gw1.wait_final(ids, timeout_s=30)
+            assert {v["status"] for v in views.values()} == {"delivered"}
+        async with sim.http() as http:
+            received = sorted(m["received_at"] for m in (await http.get("/messages", params={"limit": 1000})).json()[
+                "messages"])
+        assert len(received) == 120
+        # One bucket for both nodes: no one-second window holds more than the rate plus each node's small chunk
+        # and the local bucket's burst (a tenth of the rate).
+        worst = max(sum(1 for t in received if start <= t < start + 1.0) for start in received)
+        assert worst <= 40 + 2 * 2 + 4 + 1
