@@ -394,7 +394,7 @@ class Cluster:
         """Take `n` submit_sm from the SMSC's one bucket shared by every node (its `throughput_per_s` holds for
         the nodes together); 0.0 when taken, else the seconds to wait before asking again."""
         if self._limiter is None:
-            from ._ratelimit_redis import SharedRateLimiter  # noqa: PLC0415
+            from ._ratelimit_redis import SharedRateLimiter
 
             self._limiter = SharedRateLimiter(self.store.inner.client, key_prefix=self.store.inner.prefix)
         bucket = self._buckets.get(smsc.name)
