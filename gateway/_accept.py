@@ -490,7 +490,7 @@ class _Builder:
             raise ApiError(422, "invalid_field", f"validity_s: at most {self.max_validity:g}", field="validity_s")
         callback_url = req.callback_url
         if callback_url is not None:
-            _check_url(callback_url)
+            check_url(callback_url)
         for check in self.checks:  # extensions (the opt-out register): each raises ApiError to refuse
             check(self.account_id, to, source, req.category)
         return Message(
@@ -521,9 +521,13 @@ class _Builder:
         return parts
 
 
-def _check_url(url: str) -> None:
-    bad = ApiError(422, "invalid_field", "callback_url: expected an absolute http:// or https:// URL",
-                   field="callback_url")
+def check_url(url: str, name: str = "callback_url") -> None:
+    """Refuse anything but an absolute http(s) URL, naming the field.
+
+    Raises:
+        ApiError: 422 invalid_field.
+    """
+    bad = ApiError(422, "invalid_field", f"{name}: expected an absolute http:// or https:// URL", field=name)
     if not url.isprintable() or " " in url:
         raise bad
     try:

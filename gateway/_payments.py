@@ -29,7 +29,6 @@ from dataclasses import dataclass
 from datetime import date, datetime
 from decimal import Decimal, InvalidOperation
 from typing import TYPE_CHECKING, Annotated, Any, Protocol, cast
-from urllib.parse import urlsplit
 
 import anyio
 import anyio.abc
@@ -40,7 +39,7 @@ from starlette.routing import Route
 
 from routing import InvalidMsisdn, mask_msisdn
 
-from ._accept import ApiError, ErrorResponse, decode_error
+from ._accept import ApiError, ErrorResponse, check_url, decode_error
 from ._config import AccountConfig, PaymentsConfig, QuietHoursConfig
 from ._model import Message, iso_time, new_message_id
 from ._mt import internal_mt
@@ -505,7 +504,7 @@ class Payments:
                 raise ApiError(422, "invalid_field", "amount: must be above zero", field="amount")
         except InvalidOperation:
             raise ApiError(422, "invalid_field", "amount: not a decimal number", field="amount") from None
-        _check_url(req.pay_url, "pay_url")
+        check_url(req.pay_url, "pay_url")
         quiet = self.quiet(msisdn)
         try:
             due_at, due_text = due_instant(req.due, now=now, utc_offset_s=quiet.utc_offset_s if quiet else 0)
@@ -585,7 +584,7 @@ class Payments:
             ApiError: 404 not_found, 409 not_open (cancelled), 422 for invoice_url, 503 store_unavailable.
         """
         if invoice_url is not None:
-            _check_url(invoice_url, "invoice_url")
+            check_url(invoice_url, "invoice_url")
         async with self._lock:
             rec = self._load(account, pid)
             if rec.state == "paid":
@@ -790,19 +789,6 @@ def _view_fields(payments: Payments, rec: PaymentRecord) -> dict[str, Any]:
             "created_at": iso_time(rec.created_at), "status_at": iso_time(rec.state_at), "messages": messages,
             "reminders": reminders, "events": list(rec.events), "reference": rec.reference,
             "invoice_url": rec.invoice_url}
-
-
-def _check_url(url: str, name: str) -> None:
-    bad = ApiError(422, "invalid_field", f"{name}: expected an absolute http:// or https:// URL", field=name)
-    if not url.isprintable() or " " in url:
-        raise bad
-    try:
-        parts = urlsplit(url)
-        parts.port  # noqa: B018 -- raises ValueError for a port that is not a number in range
-    except ValueError:
-        raise bad from None
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise bad
 
 
 # ---- OpenAPI ---------------------------------------------------------------------------------------------
