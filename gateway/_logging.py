@@ -77,7 +77,9 @@ def scrub(text: str, *, mask_msisdns: bool = True) -> str:
     return _SCRUB.sub(_replace_masking if mask_msisdns else _replace_redacting, text)
 
 
-_RESERVED = frozenset(vars(logging.LogRecord("", 0, "", 0, "", (), None))) | {"message", "asctime", "taskName"}
+# LogRecord's own attributes, and uvicorn's `color_message` (the message again, with terminal colours).
+_RESERVED = frozenset(vars(logging.LogRecord("", 0, "", 0, "", (), None))) | {"message", "asctime", "taskName",
+                                                                             "color_message"}
 
 
 class RedactingFilter(logging.Filter):
