@@ -101,9 +101,11 @@ class ClusterStore:
         self.entries: dict[str, QueueEntry] = {}  # message id -> the stream entry this node claimed
         self.on_parked: Callable[[list[Any], Writes], None] | None = None
         self.on_merged: Callable[[Message], None] | None = None
+        self.on_follow: Callable[[Writes], object] | None = None  # writes parked receipts caused (with callbacks)
         self._pending: deque[tuple[PendingCommit, RedisWrites, anyio.Event]] = deque()
         self._wake = anyio.Event()
         self.conflicts = 0
+        self.parked_applied = 0  # receipts parked by any node, handed back by this node's commits
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self.inner, name)
@@ -215,9 +217,12 @@ class ClusterStore:
             self.versions.update(result.versions)
             rw = retry
         if result.parked and self.on_parked is not None:
+            self.parked_applied += len(result.parked)
             follow = Writes()
             self.on_parked(list(result.parked), follow)
-            if follow:
+            if follow and self.on_follow is not None:
+                self.on_follow(follow)
+            elif follow:
                 self.write_nowait(follow)
 
 
@@ -237,6 +242,7 @@ class Cluster:
         self._limiter: Any = None
         self._buckets: dict[str, AccountConfig] = {}
         store.on_parked = self._apply_parked
+        store.on_follow = gw.core.write_then
 
     # ---- which routes this node serves -----------------------------------------------------------------
 
@@ -338,7 +344,7 @@ class Cluster:
                     core.apply_receipt(hit[0], hit[1], receipt, smsc, writes)
                     writes.early_receipts_done.append(e.id)
             if writes:
-                self.store.write_nowait(writes)
+                core.write_then(writes)  # messages the receipts made final get their callbacks once durable
 
     async def _reaper(self) -> None:
         while True:
@@ -450,4 +456,4 @@ class Cluster:
 
     def statistics(self) -> dict[str, int]:
         return {"claimed": self.claimed_total, "reclaimed": self.reclaimed_total, "conflicts": self.store.conflicts,
-                "owned": len(self.store.entries)}
+                "owned": len(self.store.entries), "parked_applied": self.store.parked_applied}
