@@ -11,6 +11,8 @@ itself (it is left for reconciliation). The operator is the one that owns the SM
 Rule 3: each attempt is settled once: its outcome, the free receipt MT (when the operator requires one) and the
 owner's next step (a fallback price, a retry, a suspension) commit together. A restart settles the attempts still
 pending whose MT became final before the stop.
+Rule 4: on a cluster only the billing node settles (_leader): it reads the MTs of its pending attempts every
+`POLL_S` seconds, since their receipts may reach any node.
 """
 
 from __future__ import annotations
@@ -62,6 +64,8 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
+
+POLL_S = 1.0  # on a cluster: how often the billing node reads its pending attempts' MTs (Rule 4)
 
 LEDGER_STATES = ("pending", "charged", "failed", "unknown")
 """A ledger entry's state: pending until its MT is final, then charged, failed or unknown."""
@@ -296,6 +300,7 @@ class Charging:
         self._queue: deque[Message] = deque()
         self._wake = anyio.Event()
         self._running = False
+        self.settles = gw.config.store.backend != "redis"  # on a cluster: once `run` runs on the billing node
         self.attempts_total = 0
         self.settled_total: dict[str, int] = {s: 0 for s in LEDGER_STATES[1:]}
 
@@ -399,8 +404,9 @@ class Charging:
     # ---- settling (Rules 2 and 3) -----------------------------------------------------------------------
 
     def on_final(self, msg: Message) -> None:
-        """The core's final hook: a charged MT became final (durably); it is settled by `run`."""
-        if msg.charged and isinstance(msg.meta.get("charge"), dict):
+        """The core's final hook: a charged MT became final (durably); it is settled by `run` (on a cluster, the
+        billing node's: elsewhere nothing settles, and the billing node finds the MT by `poll_open`)."""
+        if self.settles and msg.charged and isinstance(msg.meta.get("charge"), dict):
             self._queue.append(msg)
             self._wake.set()
 
@@ -457,6 +463,18 @@ class Charging:
             handler(settled, writes, messages)
         return settled
 
+    async def poll_open(self) -> int:
+        """Queue the pending attempts whose MT is final in the store: on a cluster the MT may have become final
+        on another node, whose final hook settles nothing (Rule 4). Returns how many were queued."""
+        mids = list(self._open.values())
+        found = 0
+        for i in range(0, len(mids), 500):
+            for msg in await cast(Any, self.gw.store).aget_many(mids[i:i + 500]):  # a ClusterStore
+                if msg is not None and msg.is_final and msg.charged:
+                    self._queue.append(msg)
+                    found += 1
+        return found
+
     async def settle_queued(self) -> int:
         """Settle every queued final MT, each in one commit (Rule 3). Returns how many were settled."""
         self.load()
@@ -477,13 +495,25 @@ class Charging:
             task_status.started()
             return
         self._running = True
+        self.settles = True
         try:
             self.reconcile()
             task_status.started()
+            clustered = self.gw.config.store.backend == "redis"
             while True:
                 while not self._queue:
                     self._wake = anyio.Event()
-                    await self._wake.wait()
+                    if not clustered:
+                        await self._wake.wait()
+                        continue
+                    with anyio.move_on_after(POLL_S):
+                        await self._wake.wait()
+                    try:
+                        await self.poll_open()
+                    except StoreClosed:
+                        raise
+                    except Exception as exc:
+                        log.warning("charging: reading the open attempts' MTs failed: %s", exc)
                 try:
                     await self.settle_queued()
                 except StoreClosed:

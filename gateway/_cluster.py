@@ -13,6 +13,9 @@ forbids it) becomes `unknown`; the others are sent again.
 Rule 4: a receipt is looked up and, when its message is unknown yet, parked in Redis in one atomic step; the node
 that later registers the SMSC id gets it back from its commit and applies it. So a receipt finds its message
 whichever node submitted it and whichever node it reaches.
+Rule 5: two kinds of document go to a stream in the commit that writes them (`ClusterStore` does it for every
+writer): an MO part received (`mo_part`, pending) to `mo`, which the billing node takes (_leader, _mo), and a
+consent record to `consent`, which every node follows (_consent) so that each node refuses MTs to opted-out numbers.
 """
 
 from __future__ import annotations
@@ -36,11 +39,14 @@ from ._model import FINAL_STATUSES, Message, MessageStatus, Part, StatusChange
 from ._redis import CommitResult, PendingCommit, QueueEntry, RedisStore, RedisWrites
 from ._store import Writes
 
-__all__ = ["Cluster", "ClusterStore", "merge_records", "route_stream"]
+__all__ = ["CONSENT_STREAM", "MO_STREAM", "Cluster", "ClusterStore", "merge_records", "route_stream"]
 
 log = logging.getLogger(__name__)
 
 _ORDER = {MessageStatus.QUEUED: 0, MessageStatus.SUBMITTED: 1}
+
+MO_STREAM = "mo"  # entry value: the id of an `mo_part` document (Rule 5)
+CONSENT_STREAM = "consent"  # entry value: "<node> <id of a consent record>" (Rule 5)
 
 
 def route_stream(route: str) -> str:
@@ -138,6 +144,11 @@ class ClusterStore:
         rw = writes if isinstance(writes, RedisWrites) else RedisWrites()
         if rw is not writes:
             rw.extend(writes)
+        for doc in writes.docs:  # Rule 5
+            if doc.kind == "mo_part" and doc.state == "pending":
+                rw.enqueue.append((MO_STREAM, doc.id))
+            elif doc.kind == "consent":
+                rw.enqueue.append((CONSENT_STREAM, f"{self.inner.node} {doc.id}"))
         for m in writes.messages:
             rw.expect.setdefault(m.id, self.versions.get(m.id, 0))
             entry = self.entries.get(m.id)

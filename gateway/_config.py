@@ -227,6 +227,7 @@ class ClusterConfig(_Strict, frozen=True, forbid_unknown_fields=True, kw_only=Tr
     heartbeat_s: PosFloat = 2.0
     node_timeout_s: PosFloat = 10.0
     claim_batch: Annotated[int, msgspec.Meta(ge=1, le=10000)] = 500
+    advertise_url: str | None = None  # where the other nodes reach this node's HTTP API (the billing API, _leader)
 
 
 class ShutdownConfig(_Strict, frozen=True, forbid_unknown_fields=True, kw_only=True):
@@ -610,6 +611,13 @@ def _check(cfg: Config) -> Config:
         raise ConfigError(f"expected sqlite or redis, got {cfg.store.backend!r}", path="store.backend")
     if cfg.store.synchronous not in ("normal", "full"):
         raise ConfigError(f"expected normal or full, got {cfg.store.synchronous!r}", path="store.synchronous")
+    if cfg.cluster.node_timeout_s < 3 * cfg.cluster.heartbeat_s:
+        # The billing node must see a lost lease and stop before the lease can expire (_leader, Rule 2).
+        raise ConfigError(f"must be at least 3 x cluster.heartbeat_s ({3 * cfg.cluster.heartbeat_s:g}), got "
+                          f"{cfg.cluster.node_timeout_s:g}", path="cluster.node_timeout_s")
+    if cfg.cluster.advertise_url is not None and not cfg.cluster.advertise_url.startswith(("http://", "https://")):
+        raise ConfigError(f"expected an http:// or https:// URL, got {cfg.cluster.advertise_url!r}",
+                          path="cluster.advertise_url")
     _check_billing(cfg)
     try:
         cfg.numbering_plan()

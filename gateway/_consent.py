@@ -17,6 +17,9 @@ them, before it makes them (the confirmation of a STOP is the one MT sent after 
 Rule 5: who sees what (docs/consent.md): an admin key (`http.admin_keys`) sees every record; an account key sees
 the records of the scopes it owns: a service whose replies it sends (`service_account`), a shortcode that is
 its own (`billing.shortcodes[].account`, or one of its services is there, or it is among its `allowed_sources`).
+Rule 6: on a cluster every node refuses MTs to opted-out numbers: each consent record goes to the `consent` stream
+in its commit (_cluster, Rule 5), and every node follows that stream (`follow`) and applies the records other nodes
+made, within milliseconds of their commit.
 """
 
 from __future__ import annotations
@@ -32,6 +35,7 @@ from enum import StrEnum
 from typing import TYPE_CHECKING, Any, Protocol, cast
 
 import anyio
+import anyio.abc
 import anyio.lowlevel
 import msgspec
 from starlette.requests import Request
@@ -65,6 +69,7 @@ CONSENT_KIND = "consent"
 """The store record kind of consent records (`Doc.state` is "in" or "out", `Doc.scope` the scope)."""
 
 EXPORT_PAGE = 1000
+FOLLOW_KEEP_S = 86400.0  # the consent stream keeps a day of records: a node further behind reads them all again
 """Records read from the store per step of an export."""
 
 
@@ -234,6 +239,7 @@ class ConsentRegister:
         self._table: ScopeTable | None = None
         self.recorded_total = 0
         self.refused_total = 0
+        self.followed_total = 0
 
     # ---- state (Rule 2) --------------------------------------------------------------------------------
 
@@ -246,21 +252,67 @@ class ConsentRegister:
         number of opted-out (MSISDN, scope) pairs."""
         if self._loaded:
             return self.opted_out_pairs
-        out: dict[str, set[str]] = {}
+        self._out = {}
         for doc in self.store.docs(CONSENT_KIND):  # oldest first: the last record of a pair wins
-            if doc.state == "out":
-                out.setdefault(doc.msisdn, set()).add(doc.scope)
-            else:
-                scopes = out.get(doc.msisdn)
-                if scopes is not None:
-                    scopes.discard(doc.scope)
-                    if not scopes:
-                        del out[doc.msisdn]
-        self._out = out
+            self._set(doc.msisdn, doc.scope, doc.state != "out")
         self._loaded = True
         pairs = self.opted_out_pairs
-        log.info("consent: %d opt-outs in force for %d numbers", pairs, len(out))
+        log.info("consent: %d opt-outs in force for %d numbers", pairs, len(self._out))
         return pairs
+
+    def _set(self, msisdn: str, scope: str, opted_in: bool) -> None:
+        out = self._out
+        if opted_in:
+            scopes = out.get(msisdn)
+            if scopes is not None:
+                scopes.discard(scope)
+                if not scopes:
+                    del out[msisdn]
+        else:
+            out.setdefault(msisdn, set()).add(scope)
+
+    async def follow(self, *, task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
+        """On a cluster: apply the consent records other nodes make, as they commit (Rule 6).
+
+        Starts from the stream's newest entry, reads every record, then follows the stream from that entry:
+        replaying records already read leaves the same state, since the last record of a pair wins.
+        """
+        from ._cluster import CONSENT_STREAM
+
+        inner = self.gw.store.inner  # type: ignore[attr-defined]
+        node = self.gw.config.node
+        after: str | None = None
+        trimmed_at = 0.0
+        started = False
+        while True:
+            try:
+                if after is None:
+                    after = await inner.last_entry_id(CONSENT_STREAM)
+                    self._loaded = False
+                    self.load()
+                    if not started:
+                        started = True
+                        task_status.started()
+                entries = await inner.follow(CONSENT_STREAM, after, 500, 1000)
+                for entry_id, value in entries:
+                    writer, _, record_id = value.partition(" ")
+                    if writer != node:  # this node applied its own records as it made them
+                        doc = await inner.adoc(CONSENT_KIND, record_id)
+                        if doc is not None:
+                            self._set(doc.msisdn, doc.scope, doc.state != "out")
+                            self.followed_total += 1
+                            log.info("consent: %s %s %s (recorded by %s)", mask_msisdn(doc.msisdn),
+                                     "opted out of" if doc.state == "out" else "opted in to", doc.scope, writer)
+                    after = entry_id
+                if time.time() - trimmed_at > 3600:
+                    trimmed_at = time.time()
+                    await inner.trim_older(CONSENT_STREAM, FOLLOW_KEEP_S)
+            except anyio.get_cancelled_exc_class():
+                raise
+            except Exception as exc:
+                log.warning("consent: following the other nodes' records failed (%s); reading them all again", exc)
+                after = None
+                await anyio.sleep(1.0)
 
     @property
     def opted_out_pairs(self) -> int:
@@ -336,15 +388,7 @@ class ConsentRegister:
                                message_ids=list(message_ids))
         writes.docs.append(Doc(CONSENT_KIND, record_id, msisdn, scope, "in" if opted_in else "out", None, now,
                                _ENCODER.encode(record)))
-        out = self._out
-        if opted_in:
-            scopes = out.get(msisdn)
-            if scopes is not None:
-                scopes.discard(scope)
-                if not scopes:
-                    del out[msisdn]
-        else:
-            out.setdefault(msisdn, set()).add(scope)
+        self._set(msisdn, scope, opted_in)
         self.recorded_total += 1
         log.info("consent: %s %s %s by %s", mask_msisdn(msisdn), "opted in to" if opted_in else "opted out of",
                  scope, method)

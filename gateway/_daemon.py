@@ -27,6 +27,7 @@ from ._config import Config, SmscConfig
 from ._connector import Connector
 from ._consent import install as install_consent
 from ._core import GatewayCore
+from ._leader import BillingLeader
 from ._metrics import Metrics
 from ._mo import MoIntake
 from ._payments import install as install_payments
@@ -81,9 +82,17 @@ class Gateway:
         # The carrier-billing flows (docs/billing.md): consent first (the others consult it), then the MO
         # services, charging, subscriptions and PIN verification, and payment requests.
         self.consent = install_consent(self)
+        routes = self.extensions.setdefault("http_routes", [])
+        local = len(routes)  # the admin API and the consent and ledger reads answer on every node
         self.services = install_services(self)
         install_pin(self)  # also installs charging and subscriptions
         self.payments = install_payments(self)
+        self.leader: BillingLeader | None = None
+        if self.core.cluster is not None:
+            # One node at a time runs the billing flows; the others forward its API to it (_leader).
+            self.leader = BillingLeader(self, heartbeat_s=config.cluster.heartbeat_s,
+                                        ttl_s=config.cluster.node_timeout_s)
+            self.extensions["route_wrappers"] = {id(m): self.leader.wrap for m in routes[local:]}
 
     @property
     def ready(self) -> bool:
@@ -211,19 +220,30 @@ async def serve(gw: Gateway, shutdown: Callable[[], Awaitable[None]], *,
             await tg.start(gw.core.run_post_commit)
             await tg.start(gw.callbacks.run)
             await tg.start(gw.core.run_dispatcher)
-            await tg.start(gw.extensions["charging"].run)
-            await tg.start(gw.extensions["subscriptions"].run)
-            await tg.start(gw.services.run)
-            queued = gw.mo.restore()
-            if queued:
-                log.info("%d MO messages received before the last stop are processed again", queued)
-            await tg.start(gw.mo.run)
-            await tg.start(gw.payments.run)
+
+            async def start_billing() -> None:
+                await tg.start(gw.extensions["charging"].run)
+                await tg.start(gw.extensions["subscriptions"].run)
+                await tg.start(gw.services.run)
+                queued = gw.mo.restore()
+                if queued:
+                    log.info("%d MO messages received before the last stop are processed again", queued)
+                await tg.start(gw.mo.run)
+                if gw.leader is not None:
+                    await tg.start(gw.mo.run_cluster)
+                await tg.start(gw.payments.run)
+
+            if gw.leader is None:
+                await start_billing()
+            else:
+                await tg.start(gw.consent.follow)
             for smsc in gw.config.local_smscs():
                 await tg.start(gw.make_connector(smsc).run)
             gw._services = tg
             if http is not None:
                 gw.http = await tg.start(http, gw)
+            if gw.leader is not None:
+                await tg.start(gw.leader.run, start_billing)
             await tg.start(gw.reloader.run)
             gw.notifier.ready(gateway_status(gw))
             await tg.start(run_heartbeat, gw)

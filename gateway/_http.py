@@ -323,8 +323,11 @@ def create_app(gw: Gateway, *, clock: Callable[[], float] = time.monotonic) -> S
     ]
     # Extensions (the billing flows, the admin API) add routes: each is `make_routes(api) -> list[Route]`, and
     # may use `api.account(request)`, `api.body(request)` and `api.json(status, obj)`, raising ApiError to refuse.
+    # On a cluster, the billing flows' routes answer on the billing node only; elsewhere a wrapper forwards them.
+    wrappers = gw.extensions.get("route_wrappers", {})
     for make_routes in gw.extensions.get("http_routes", []):
-        routes.extend(make_routes(api))
+        wrap = wrappers.get(id(make_routes))
+        routes.extend(make_routes(api) if wrap is None else [wrap(r) for r in make_routes(api)])
     app = Starlette(routes=routes, exception_handlers={
         ApiError: _api_error, HTTPException: _http_error, Exception: _server_error,
     })

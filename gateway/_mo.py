@@ -6,13 +6,18 @@ an `mo_part` record until its message is complete, then the whole MO becomes an 
 Rule 2: MOs are processed one at a time, in arrival order, by `handler`, which returns the writes and the MT
 messages the MO causes; these commit together with the MO's state "processed" (`GatewayCore.accept`), so a
 crash before that commit makes the restart process the MO again from scratch, and never twice.
+Rule 3: on a cluster (store.backend redis) every part, a one-part MO included, is kept as a pending `mo_part`,
+which the same commit puts on the `mo` stream (_cluster, Rule 5); only the billing node (_leader) processes MOs:
+it takes the parts from the stream (`run_cluster`), reassembles them whichever node received them, and acks each
+entry in the commit that makes its part "used" or leaves it pending for a message not complete yet (a later
+billing node's `restore` reads those pending parts back). A part seen once is never fed twice.
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from collections import deque
+from collections import OrderedDict, deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -89,6 +94,8 @@ class MoIntake:
         self._part_docs: dict[tuple[str, str], list[str]] = {}
         self._queue: deque[str] = deque()
         self._records: dict[str, MoRecord] = {}  # queued MOs received by this process (no store read needed)
+        self._fed: OrderedDict[str, None] = OrderedDict()  # mo_part ids given to the reassembler (Rule 3)
+        self.clustered = gw.config.store.backend == "redis"
         self._wake = anyio.Event()
         self._seq = 0
         self.batch_max = 256
@@ -108,9 +115,9 @@ class MoIntake:
         except InvalidMsisdn:
             return "".join(ch for ch in source_addr if ch.isdigit()) or source_addr
 
-    def on_deliver(self, smsc: str, pdu: DeliverSm | DataSm, writes: Writes) -> Callable[[], None] | None:
-        """Record an MO deliver_sm into `writes`; returns what to do once they are durable."""
-        now = self.wall()
+    @staticmethod
+    def _parts_of(pdu: DeliverSm | DataSm) -> tuple[bytes, bytes | None, bool, tuple[int, int, int] | None, bool]:
+        """(data, message_payload, udhi, sar, concatenated) of an MO PDU."""
         data = pdu.short_message if isinstance(pdu, DeliverSm) else b""
         payload = pdu.tlvs.get_bytes("message_payload")
         if payload is not None and not data:
@@ -129,6 +136,17 @@ class MoIntake:
                 concat = header.concat is not None and header.concat.total > 1
             except ValueError:
                 concat = False
+        return data, payload, udhi, sar, concat
+
+    def on_deliver(self, smsc: str, pdu: DeliverSm | DataSm, writes: Writes) -> Callable[[], None] | None:
+        """Record an MO deliver_sm into `writes`; returns what to do once they are durable."""
+        now = self.wall()
+        if self.clustered:  # Rule 3: the billing node takes it from the stream
+            writes.docs.append(Doc("mo_part", self._new_id(now), pdu.source_addr, pdu.destination_addr, "pending",
+                                   None, now, encode_pdu(pdu.replace(sequence_number=0)) + smsc.encode()))
+            self.received_total += 1
+            return None
+        data, payload, udhi, sar, concat = self._parts_of(pdu)
         if not concat:
             return self._complete(smsc, pdu.source_addr, pdu.destination_addr, pdu.data_coding, data, udhi, 1, now,
                                   writes, used=[])
@@ -136,6 +154,25 @@ class MoIntake:
         writes.docs.append(Doc("mo_part", part_id, pdu.source_addr, pdu.destination_addr, "pending", None, now,
                                encode_pdu(pdu.replace(sequence_number=0)) + smsc.encode()))
         return self._take_part(smsc, pdu, part_id, data, payload, udhi, sar, now, writes)
+
+    def _feed(self, doc: Doc, writes: Writes) -> Callable[[], None] | None:
+        """A pending `mo_part` read back from the store (a restart, or the `mo` stream on a cluster): into the
+        reassembler, or straight to an MO when it is one part. Returns what to do once `writes` are durable."""
+        if doc.id in self._fed:
+            return None
+        self._fed[doc.id] = None
+        if len(self._fed) > 100_000:
+            self._fed.popitem(last=False)
+        length = int.from_bytes(doc.body[:4], "big")  # the PDU's command_length; the SMSC name follows it
+        pdu = decode_pdu(doc.body[:length])
+        if not isinstance(pdu, DeliverSm | DataSm):
+            return None
+        smsc = doc.body[length:].decode()
+        data, payload, udhi, sar, concat = self._parts_of(pdu)
+        if not concat:
+            return self._complete(smsc, pdu.source_addr, pdu.destination_addr, pdu.data_coding, data, udhi, 1,
+                                  self.wall(), writes, used=[doc.id])
+        return self._take_part(smsc, pdu, doc.id, data, payload, udhi, sar, self.wall(), writes)
 
     def _take_part(self, smsc: str, pdu: DeliverSm | DataSm, part_id: str, data: bytes, payload: bytes | None,
                    udhi: bool, sar: tuple[int, int, int] | None, now: float, writes: Writes
@@ -185,26 +222,54 @@ class MoIntake:
         for doc in pending:
             self._queue.append(doc.id)
         for doc in store.docs("mo_part", state="pending"):
-            length = int.from_bytes(doc.body[:4], "big")  # the PDU's command_length; the SMSC name follows it
-            pdu = decode_pdu(doc.body[:length])
-            if not isinstance(pdu, DeliverSm | DataSm):
-                continue
-            data = pdu.short_message if isinstance(pdu, DeliverSm) else b""
-            payload = pdu.tlvs.get_bytes("message_payload")
-            if payload is not None and not data:
-                data = payload
-            sar_values = (pdu.tlvs.get_int("sar_msg_ref_num"), pdu.tlvs.get_int("sar_total_segments"),
-                          pdu.tlvs.get_int("sar_segment_seqnum"))
-            sar = sar_values if None not in sar_values else None
             writes = Writes()
-            after = self._take_part(doc.body[length:].decode(), pdu, doc.id, data, payload,
-                                    bool(pdu.esm_class & EsmClass.UDHI), sar, self.wall(), writes)  # type: ignore[arg-type]
+            after = self._feed(doc, writes)
             if after is not None:  # the restart completed a message: make it durable, then queue it
                 self.gw.store.write_nowait(writes)
                 after()
         if self._queue:
             self._wake.set()
         return len(pending)
+
+    async def run_cluster(self, *, task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
+        """On the billing node of a cluster: take MO parts from the `mo` stream, whichever node received them,
+        and feed them to the reassembler and the queue `run` processes (Rule 3). Start after `restore`."""
+        from ._cluster import MO_STREAM
+
+        store = self.gw.store
+        inner = store.inner
+        node = self.gw.config.node
+        await inner.ensure_group(MO_STREAM)
+        # What earlier billing nodes took and did not finish: theirs no more (this node holds the lease).
+        entries = await inner.reclaim(MO_STREAM, node, 0, 1_000_000)
+        task_status.started()
+        while True:
+            if entries:
+                await self._take_entries(entries)
+            try:
+                entries = await inner.claim(MO_STREAM, node, self.batch_max, block_ms=1000)
+            except Exception:
+                log.warning("mo: reading the MO stream failed", exc_info=True)
+                entries = []
+                await anyio.sleep(0.5)
+
+    async def _take_entries(self, entries: list[Any]) -> None:
+        from ._redis import RedisWrites
+
+        inner = self.gw.store.inner
+        writes = RedisWrites()
+        afters = []
+        for entry in entries:
+            writes.ack.append((entry.stream, entry.entry_id))
+            doc = await inner.adoc("mo_part", entry.message_id)
+            if doc is None or doc.state != "pending":
+                continue
+            after = self._feed(doc, writes)
+            if after is not None:
+                afters.append(after)
+        await self.gw.store.write(writes)  # the MOs complete now, their parts used, the entries acked: together
+        for after in afters:
+            after()
 
     async def run(self, *, task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
         """Process queued MOs in order until cancelled.

@@ -1622,6 +1622,28 @@ class RedisStore:
             ids: list[Any] = list(entry_ids)
             await self._client.xclaim(self._q(stream), self.consumer_group, consumer, 0, ids, justid=True)
 
+    async def last_entry_id(self, stream: str) -> str:
+        """The id of the newest entry of `stream` ("0-0" when it is empty or missing): where a reader that has
+        just read the state the stream's entries describe starts following it."""
+        assert self._client is not None
+        got = await self._client.xrevrange(self._q(stream), count=1)
+        return cast(bytes, got[0][0]).decode() if got else "0-0"
+
+    async def follow(self, stream: str, after: str, count: int, block_ms: int) -> list[tuple[str, str]]:
+        """Read entries of `stream` after entry id `after` without a consumer group (every reader sees every
+        entry): [(entry id, value)], waiting up to `block_ms` when there are none."""
+        assert self._blocking is not None
+        reply = await self._blocking.xread({self._q(stream): after}, count=count, block=block_ms)
+        streams = cast(list[tuple[bytes, list[Any]]], reply or [])
+        return [(eid.decode(), fields[b"m"].decode()) for _, entries in streams for eid, fields in entries
+                if fields and b"m" in fields]
+
+    async def trim_older(self, stream: str, age_s: float) -> int:
+        """Drop the entries of a followed stream older than `age_s` (approximately); returns how many."""
+        assert self._client is not None
+        min_id = f"{max(0, int((time.time() - age_s) * 1000))}-0"
+        return int(await _acall(self._client, "XTRIM", self._q(stream), "MINID", "~", min_id))
+
     async def move_due(self, stream: str, now: float, limit: int = 1000) -> int:
         """Move delayed entries due at `now` (wall clock) to the stream, atomically; returns how many moved."""
         assert self._client is not None
