@@ -218,6 +218,12 @@ def split_message(
     """
     if not 0 <= reference <= 0xFFFF:
         raise ValueError(f"concatenation reference {reference} is not in 0..65535")
+    alphabet = encoded.alphabet
+    if not packed and not encoded.single_shift and not encoded.locking_shift and len(encoded.data) <= (
+            _SINGLE_GSM_SEPTETS if alphabet is _GSM7 else _TP_UD_OCTETS):
+        # The hot path: one part, no UDH (GSM 7-bit unpacked: a septet per octet, 160 of them; UCS-2 and the
+        # 8-bit alphabets: 140 octets). What _layout's "single" case gives, without building the layout.
+        return [Part(encoded.data, False, int(alphabet))]
     layout = _layout(encoded, method, packed)
     packed_gsm = packed and encoded.alphabet is Alphabet.GSM7
     step = encoded.unit_octets

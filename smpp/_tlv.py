@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from enum import Enum
+from typing import Any
 
 __all__ = ["NO_TLVS", "TLVS", "TLV_BY_NAME", "TLV_BY_TAG", "Tlv", "TlvKind", "TlvValue", "Tlvs"]
 
@@ -160,6 +161,23 @@ class Tlvs(Mapping[str, TlvValue]):
             if t == tag:
                 return v
         raise KeyError(name)
+
+    def get(self, name: str, default: Any = None) -> Any:  # Mapping.get without its KeyError round trip
+        pairs = self._pairs
+        if not pairs:
+            return default
+        spec = TLV_BY_NAME.get(name)
+        if spec is not None:
+            tag = spec.tag
+        else:
+            try:
+                tag = tag_of(name)
+            except KeyError:
+                return default
+        for t, v in pairs:
+            if t == tag:
+                return v
+        return default
 
     def get_int(self, name: str) -> int | None:
         """The integer value of TLV `name`, or None when absent or not an integer."""
