@@ -52,7 +52,7 @@ import subprocess
 import sys
 import tempfile
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from types import FrameType
@@ -65,7 +65,9 @@ sys.path.insert(1, str(Path(__file__).resolve().parent.parent))
 from e2e_drive import GatewayTarget, KannelTarget, RunResult, Target, drive
 from e2e_profile import summarise_profile
 from e2e_systems import (
+    HOST,
     Children,
+    http_get,
     redis_command,
     start_cluster,
     start_gateway,
@@ -89,10 +91,38 @@ class Configuration:
     pids: dict[str, int]
     profile_pid: int | None = None
     redis_port: int | None = None
+    node_ports: dict[str, int] = field(default_factory=dict)  # a cluster's nodes: name -> HTTP port
 
 
 def cluster_name(nodes: int) -> str:
     return f"redis {nodes} node{'s' if nodes > 1 else ''} batch"
+
+
+NODE_COUNTERS = {"smppgw_messages_accepted_total": "accepted", "smppgw_submits_total": "submit_sm answered",
+                 "smppgw_receipts_total": "receipts", "smppgw_callbacks_sent_total": "callbacks",
+                 "smppgw_store_commits_total": "commits"}
+
+
+def node_counters(port: int) -> dict[str, float]:
+    """The counters of NODE_COUNTERS from a node's /metrics, each summed over its labels (0 when unreadable)."""
+    status, body = http_get(f"http://{HOST}:{port}/metrics")
+    totals = dict.fromkeys(NODE_COUNTERS, 0.0)
+    if status != 200:
+        return totals
+    for line in body.decode(errors="replace").splitlines():
+        name = line.split(" ", 1)[0].split("{", 1)[0]
+        if name in totals:
+            totals[name] += float(line.rsplit(" ", 1)[1])
+    return totals
+
+
+def nodes_line(before: dict[str, dict[str, float]], after: dict[str, dict[str, float]]) -> str:
+    """What each node did between two readings of `node_counters`: how the work spread over the nodes."""
+    parts = []
+    for node, counters in after.items():
+        done = ", ".join(f"{label} {counters[name] - before[node][name]:,.0f}" for name, label in NODE_COUNTERS.items())
+        parts.append(f"{node}: {done}")
+    return "per node: " + "; ".join(parts)
 
 
 def command_stats(port: int) -> dict[str, tuple[int, int]]:
@@ -108,7 +138,7 @@ def command_stats(port: int) -> dict[str, tuple[int, int]]:
 
 
 def command_line(before: dict[str, tuple[int, int]], after: dict[str, tuple[int, int]], messages: int,
-                 top: int = 6) -> str:
+                 top: int = 12) -> str:
     """What redis-server spent its command time on between two `command_stats` readings."""
     diff = {name: (calls - before.get(name, (0, 0))[0], usec - before.get(name, (0, 0))[1])
             for name, (calls, usec) in after.items()}
@@ -133,7 +163,7 @@ def run_line(r: RunResult) -> str:
     lat = r.latency_ms
     cpu_total = sum(r.cpu_s.values())
     per_msg = cpu_total / r.accepted * 1e6 if r.accepted else 0.0
-    wall = r.callback_s or 1.0
+    wall = r.wall_s or r.callback_s or 1.0
     cpu = ", ".join(f"{name} {s:.2f} s ({s / wall * 100:.0f} % of a core)" for name, s in r.cpu_s.items())
     return (f"{r.callbacks_per_s:,.0f} msg/s end to end: accepted {fmt_rate(r.accepted_per_s)}, submitted "
             f"{fmt_rate(r.submitted_per_s)}, receipts {fmt_rate(r.receipts_per_s)}, callbacks "
@@ -153,7 +183,7 @@ def summarise(results: dict[str, list[RunResult]],
             continue
         best = max(runs, key=lambda r: r.callbacks_per_s)
         table[name] = {"best": best.callbacks_per_s, "median": statistics.median(rates),
-                       "best_accepted": best.accepted_per_s,
+                       "clean": float(all(r.ok for r in runs)), "best_accepted": best.accepted_per_s,
                        "best_p50_ms": best.latency_ms.get("p50", 0.0), "best_p99_ms": best.latency_ms.get("p99", 0.0)}
         ok = sum(r.ok for r in runs)
         lines.append(f"{name}: best {best.callbacks_per_s:,.0f} msg/s, median {statistics.median(rates):,.0f} msg/s "
@@ -175,7 +205,11 @@ def summarise(results: dict[str, list[RunResult]],
         if cluster is None:
             continue
         for base_name, base in (("gateway batch (one SQLite node)", batch), (cluster_name(1), one)):
-            if base is None or base is cluster or not base["best"] or not base["median"]:
+            if base is None or base is cluster:
+                continue
+            if not cluster["clean"] or not base["clean"]:
+                lines.append(f"{cluster_name(n)} / {base_name}: not compared (a side had runs with problems, "
+                             f"whose rates leave out the messages that never ended)")
                 continue
             lines.append(f"{cluster_name(n)} / {base_name}: {cluster['best'] / base['best']:.2f}x (best to best), "
                          f"{cluster['median'] / base['median']:.2f}x (median to median)")
@@ -312,7 +346,7 @@ async def main_async(args: argparse.Namespace, say: Callable[[str], None], workd
         configs.append(Configuration(
             cluster_name(n), GatewayTarget([g.port for g in gws], args.batch, cluster_name(n), f"gwredis{n}"),
             pids | {"redis-server": redis.child.pid, "simulator": sim.child.pid, "driver+sink": me},
-            gws[0].child.pid, redis.port))
+            gws[0].child.pid, redis.port, {f"gw{i + 1}": g.port for i, g in enumerate(gws)}))
     if not args.skip_kannel:
         k = start_kannel(children, sim, max_pending=KANNEL_MAX_PENDING)
         say(f"kannel bearerbox pid {k.bearerbox.pid}, smsbox pid {k.smsbox.pid}, sendsms port {k.sendsms_port}")
@@ -327,10 +361,14 @@ async def main_async(args: argparse.Namespace, say: Callable[[str], None], workd
         first = next_key
         next_key += count
         before = command_stats(cfg.redis_port) if cfg.redis_port is not None else {}
+        nodes_before = {node: node_counters(port) for node, port in cfg.node_ports.items()}
         r = await drive(cfg.target, first_key=first, count=count, concurrency=args.concurrency, sink=sink,
                         stats_port=sim.control_port, pids=cfg.pids, bind_sink=bind_sink)
-        commands = command_line(before, command_stats(cfg.redis_port), r.accepted) if cfg.redis_port else ""
-        return r, commands
+        if cfg.redis_port is None:
+            return r, ""
+        nodes_after = {node: node_counters(port) for node, port in cfg.node_ports.items()}
+        return r, (command_line(before, command_stats(cfg.redis_port), r.accepted) + "; "
+                   + nodes_line(nodes_before, nodes_after))
 
     results: dict[str, list[RunResult]] = {c.name: [] for c in configs}
     for cfg in configs:

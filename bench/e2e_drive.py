@@ -206,6 +206,7 @@ class RunResult:
     submit_s: float = 0.0  # the simulator had every accepted message
     receipt_s: float = 0.0  # the ESME had acknowledged every receipt
     callback_s: float = 0.0  # last callback
+    wall_s: float = 0.0  # the interval the CPU seconds were read over: first request to last callback or the stall
     latency_ms: dict[str, float] = field(default_factory=dict)  # accept -> callback
     request_ms: dict[str, float] = field(default_factory=dict)  # request sent -> answer read
     cpu_s: dict[str, float] = field(default_factory=dict)
@@ -241,7 +242,7 @@ class RunResult:
             "refused": self.refused, "callbacks": self.callbacks, "delivered": self.delivered,
             "duplicates": self.duplicates,
             "seconds": {"accepted": self.accept_s, "submitted": self.submit_s, "receipts": self.receipt_s,
-                        "callbacks": self.callback_s},
+                        "callbacks": self.callback_s, "cpu_interval": self.wall_s},
             "per_s": {"accepted": self.accepted_per_s, "submitted": self.submitted_per_s,
                       "receipts": self.receipts_per_s, "callbacks": self.callbacks_per_s},
             "accept_to_callback_ms": self.latency_ms, "request_ms": self.request_ms, "cpu_s": self.cpu_s,
@@ -389,6 +390,7 @@ async def drive(target: Target, *, first_key: int, count: int, concurrency: int,
                     result.problems.append(f"no callback for {stall_s:g} s: {run.callbacks} of {run.accepted}")
                     break
         cpu_after = {name: cpu_seconds(pid) for name, pid in pids.items()}
+        result.wall_s = time.monotonic() - start
         # Let the counters settle (receipts are acknowledged before callbacks can exist), then a last poll.
         await asyncio.sleep(2 * POLL_S)
         stop_poll.set()

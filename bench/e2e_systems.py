@@ -3,9 +3,10 @@ a redis-server of the benchmark's own) and Kannel, each with a generated config.
 
 Rule 1: every process is started through `Children`, which stops them all (SIGTERM, then SIGKILL after a grace
 period) when its `with` block ends, however it ends; each child also gets SIGKILL from the kernel if this
-process dies first (PR_SET_PDEATHSIG), so nothing outlives the benchmark.
+process dies first (PR_SET_PDEATHSIG), so nothing outlives the benchmark. Gateway nodes are started after their
+redis-server, so they are stopped (and drain) before it.
 Rule 2: everything listens on 127.0.0.1 on ports the system picked (port 0) or, where a program cannot be told
-port 0 (Kannel), on ports found free just before; every wait for a process to come up is bounded.
+port 0 (Kannel, redis-server), on ports found free just before; every wait for a process to come up is bounded.
 Rule 3: each process writes its output to a log file in the run's temporary directory (a pipe nobody reads
 would stall it); the tail of the logs is printed when something does not start.
 """
