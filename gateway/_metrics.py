@@ -151,6 +151,7 @@ class _GatewayCollector(Collector):
         yield from self._connectors(gw)
         yield from self._store(gw)
         yield from self._callbacks(gw)
+        yield from self._cluster(gw)
         yield from self._latency(m)
         ok = _gauge("smppgw_config_last_reload_successful", "1 if the last config reload succeeded (or none was "
                     "tried since the start), 0 if the new file was refused and the old config keeps running.")
@@ -289,6 +290,35 @@ class _GatewayCollector(Collector):
         requests = _counter("smppgw_callbacks_requests_total", "Callback HTTP requests made (a batch is one).")
         requests.add_metric([], s.requests)
         yield from (pending, in_flight, sent, failed, retries, given_up, requests)
+
+    @staticmethod
+    def _cluster(gw: Gateway) -> Iterator[Metric]:
+        cluster = getattr(gw.core, "cluster", None)
+        leader = getattr(gw, "leader", None)
+        if cluster is None or leader is None:
+            return
+        s = cluster.statistics()
+        billing = _gauge("smppgw_cluster_billing_node", "1 while this node holds the billing lease and runs the "
+                         "carrier-billing flows.")
+        billing.add_metric([], 1.0 if leader.is_leader else 0.0)
+        claimed = _counter("smppgw_cluster_claimed_total", "Messages this node took from its routes' queues.")
+        claimed.add_metric([], s["claimed"])
+        reclaimed = _counter("smppgw_cluster_reclaimed_total",
+                             "Messages this node took over from a stopped node (or from itself before a restart).")
+        reclaimed.add_metric([], s["reclaimed"])
+        conflicts = _counter("smppgw_cluster_conflicts_total",
+                             "Record writes another node had written meanwhile, merged and written again.")
+        conflicts.add_metric([], s["conflicts"])
+        parked = _counter("smppgw_cluster_parked_receipts_applied_total",
+                          "Receipts that came before their message's SMSC id was stored, applied when it was.")
+        parked.add_metric([], s["parked_applied"])
+        forwarded = _counter("smppgw_cluster_billing_forwarded_total",
+                             "Billing API requests this node forwarded to the billing node.")
+        forwarded.add_metric([], leader.forwarded_total)
+        followed = _counter("smppgw_cluster_consent_followed_total",
+                            "Consent records made on another node and applied here.")
+        followed.add_metric([], gw.consent.followed_total)
+        yield from (billing, claimed, reclaimed, conflicts, parked, forwarded, followed)
 
     @staticmethod
     def _latency(m: Metrics) -> Iterator[Metric]:

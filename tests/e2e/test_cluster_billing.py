@@ -79,6 +79,9 @@ async def test_billing_flows_run_on_one_node_and_follow_it_when_it_stops(tmp_pat
         leader, follower = (gw1, gw2) if gw1.gw.leader is not None and gw1.gw.leader.is_leader else (gw2, gw1)
         assert follower.gw.leader is not None and not follower.gw.leader.is_leader
         await until(lambda: follower.gw.leader is not None and follower.gw.leader.leader == leader.config.node)
+        for n, expected in ((leader, "1.0"), (follower, "0.0")):
+            metrics = (await n.api.get("/metrics")).text
+            assert f"smppgw_cluster_billing_node {expected}" in metrics
 
         # MO JOIN (received by either node), the handshake MT, the handset's YES, one charge.
         msisdn = "447900000101"
