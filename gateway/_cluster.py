@@ -454,6 +454,40 @@ class Cluster:
             return hit
         return None
 
+    async def match_or_park_many(self, smsc: str, receipts: list[tuple[Any, bytes]]
+                                 ) -> list[tuple[str, int, Message | None] | None]:
+        """`match_or_park` for a batch of one SMSC's receipts in one round trip (Rule 4).
+
+        Per receipt, in order: None when it was parked until its submit_sm_resp comes, else (message_id, part,
+        the record to fold it into, None when there is none). The record is this node's own when it holds one
+        (`GatewayCore.held`, as `find` prefers), else the stored one that came with the match, whose version is
+        noted for the compare-and-set as `ClusterStore.get` does. Receipts of one message share one record.
+
+        Raises:
+            StoreClosed: the store is closed, or Redis did not answer (RedisUnavailable).
+        """
+        core = self.gw.core
+        policy = core.policy(smsc)
+        scope = core.scope(smsc)
+        got = await self.store.inner.match_or_park_many([(scope, receipt_keys(r, policy), pdu) for r, pdu in receipts])
+        records: dict[str, Message | None] = {}
+        out: list[tuple[str, int, Message | None] | None] = []
+        for hit in got:
+            if isinstance(hit, int):
+                out.append(None)
+                continue
+            mid = hit.message_id
+            if mid in records:
+                msg = records[mid]
+            else:
+                msg = core.held(mid)
+                if msg is None and hit.record is not None:
+                    msg = hit.record
+                    self.store.versions[mid] = hit.version
+                records[mid] = msg
+            out.append((mid, hit.part, msg))
+        return out
+
     # ---- receipts (Rule 4) -----------------------------------------------------------------------------
 
     def _apply_parked(self, parked: list[Any], writes: Writes) -> None:

@@ -5,6 +5,11 @@ most the windows' worth of messages can have reached the SMSC without the store 
 Rule 2: a deliver_sm is answered only after its receipt or MO is durable (in arrival order per bind).
 Rule 3: a bind that fails or drops is retried with exponential backoff and jitter; its in-flight messages
 are handed back to the core (or marked unknown, see _core Rule 3); a response timeout recycles the session.
+Rule 4: on a cluster, deliver_sm are queued and one task per connector resolves the receipts among them in batches,
+one Redis round trip for up to `_RECEIPT_BATCH` (_cluster Rule 4); a batch reads records only once the writes of
+the one before are durable, so two receipts of one message never fold into one stale record. A receipt whose bind
+closed meanwhile is still applied or parked, just not answered; one that Redis could not resolve is not answered
+either (the SMSC sends it again).
 """
 
 from __future__ import annotations
@@ -15,13 +20,13 @@ import random
 import re
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 import anyio
 import anyio.abc
 
-from dlr import parse_receipt
+from dlr import Receipt, parse_receipt
 from routing import mask_msisdn
 from smpp import (
     Alphabet,
@@ -62,7 +67,7 @@ from ._config import BindType, Concat, SmscConfig
 from ._core import GatewayCore, SubmitOutcome
 from ._model import Message, Part
 from ._mt import ChargeError, charge_fields
-from ._store import Writes
+from ._store import StoreClosed, Writes
 from ._throttle import AdaptiveRate
 
 __all__ = ["Connector", "ConnectorStatistics", "SessionInfo"]
@@ -75,6 +80,7 @@ _ALPHABETS = {"gsm7": Alphabet.GSM7, "ucs2": Alphabet.UCS2, "latin1": Alphabet.L
 _LANGUAGES = {"turkish": NationalLanguage.TURKISH, "spanish": NationalLanguage.SPANISH,
               "portuguese": NationalLanguage.PORTUGUESE}
 _ALNUM = re.compile(r"[^0-9+]")
+_RECEIPT_BATCH = 500  # receipts resolved in one Redis round trip, at most (Rule 4)
 
 
 class _Done:
@@ -146,6 +152,16 @@ class _Live:
     slots_owed: int = 0  # window slots to withhold as they free up, after a reload made the window smaller
 
 
+@dataclass(slots=True)
+class _Delivered:
+    """A deliver_sm waiting for the receipt task (Rule 4): `receipt` None for an MO."""
+
+    live: _Live
+    pdu: DeliverSm | DataSm
+    reply: Pdu
+    receipt: Receipt | None
+
+
 MoHook = Callable[[str, DeliverSm | DataSm, Writes], Callable[[], None] | None]
 
 
@@ -177,6 +193,10 @@ class Connector:
         self._shared_tokens = 0
         self._sent_times: deque[float] = deque(maxlen=256)
         self._cancel: anyio.CancelScope | None = None
+        self._batching = False  # a cluster: receipts go to the receipt task (Rule 4)
+        self._delivered: deque[_Delivered] = deque()
+        self._delivered_wake = anyio.Event()
+        self._resolving = False
 
     # ---- what the core sees ----------------------------------------------------------------------------
 
@@ -335,6 +355,9 @@ class Connector:
             kinds = [bind.value]
         async with anyio.create_task_group() as tg:
             self._cancel = tg.cancel_scope
+            if self.core.cluster is not None:
+                self._batching = True
+                tg.start_soon(self._receipt_loop)
             for i in range(self.cfg.sessions):
                 for kind in kinds:
                     info = SessionInfo(i, kind)
@@ -348,7 +371,7 @@ class Connector:
         self.stopping = True
         self._wake_takers()
         with anyio.move_on_after(deadline_s):
-            while any(live.inflight or live.acks for live in self._live):
+            while any(live.inflight or live.acks for live in self._live) or self._delivered or self._resolving:
                 await anyio.sleep(0.02)
         for live in list(self._live):
             with anyio.move_on_after(2, shield=True):
@@ -617,6 +640,16 @@ class Connector:
     async def _on_deliver(self, live: _Live, pdu: DeliverSm | DataSm) -> None:
         reply = pdu.make_response()
         receipt = parse_receipt(pdu)
+        if self._batching:  # Rule 4: MO too, so that the answers keep their order (Rule 2)
+            if receipt is None:
+                self._mo += 1
+            else:
+                self._receipts += 1
+                key = receipt.status.value
+                self._receipts_by_status[key] = self._receipts_by_status.get(key, 0) + 1
+            self._delivered.append(_Delivered(live, pdu, reply, receipt))
+            self._delivered_wake.set()
+            return
         writes = Writes()
         if receipt is None:
             self._mo += 1
@@ -636,6 +669,62 @@ class Connector:
         if row is not None:
             writes.early_receipts_done.append(row)
         self._durable(live, writes, reply=reply)
+
+    async def _receipt_loop(self) -> None:
+        """Rule 4: resolve queued deliver_sm in batches; answer each once its writes are durable (Rule 2)."""
+        cluster = self.core.cluster
+        assert cluster is not None
+        queue = self._delivered
+        written: anyio.Event | _Done = _SET
+        while True:
+            while not queue:
+                self._delivered_wake = anyio.Event()
+                await self._delivered_wake.wait()
+            await written.wait()  # the records this batch reads hold what the last one wrote
+            batch = [queue.popleft() for _ in range(min(len(queue), _RECEIPT_BATCH))]
+            receipts = [(d.receipt, encode_pdu(d.pdu)) for d in batch if d.receipt is not None]
+            found: list[tuple[str, int, Message | None] | None] = []
+            self._resolving = True
+            try:
+                if receipts:
+                    try:
+                        found = await cluster.match_or_park_many(self.name, receipts)
+                    except StoreClosed as exc:
+                        log.error("smsc=%s %d receipts left unanswered, the SMSC sends them again: %s", self.name,
+                                  len(receipts), exc)
+                        batch = [d for d in batch if d.receipt is None]
+                written = self._apply_delivered(batch, iter(found))
+            except StoreClosed as exc:  # the writes cannot be made durable: nothing is answered
+                log.error("smsc=%s %d deliver_sm left unanswered: %s", self.name, len(batch), exc)
+                written = _SET
+            finally:
+                self._resolving = False
+
+    def _apply_delivered(self, batch: list[_Delivered], found: Iterator[tuple[str, int, Message | None] | None]
+                         ) -> anyio.Event | _Done:
+        """Fold a resolved batch into one write; queue each answer behind it (Rule 2). Returns its durability."""
+        core = self.core
+        writes = Writes()
+        afters: list[Callable[[], None] | None] = []
+        for d in batch:
+            after = None
+            if d.receipt is None:
+                hook = self.mo_hook or core.mo_hook
+                after = hook(self.name, d.pdu, writes) if hook is not None else None
+            else:
+                hit = next(found)
+                if hit is not None:  # else parked: kept durably, answered now
+                    core.apply_receipt_to(hit[2], hit[0], hit[1], d.receipt, self.name, writes)
+            afters.append(after)
+        # Messages made final get their callbacks once durable, whether or not their bind is still up.
+        done: anyio.Event | _Done = core.write_then(writes) if writes else _SET
+        for d, after in zip(batch, afters, strict=True):
+            live = d.live
+            if live.conn.closed:
+                continue  # not answered: the SMSC sends it again
+            live.acks.append((done, 0, d.reply, [], after))
+            live.ack_wake.set()
+        return done
 
     def statistics(self) -> ConnectorStatistics:
         rate = self.rate.statistics()

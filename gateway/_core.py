@@ -621,8 +621,13 @@ class GatewayCore:
 
     def apply_receipt(self, mid: str, part: int, receipt: Receipt, smsc: str, writes: Writes) -> Message | None:
         """Fold a receipt into its message (Rule 1 of _model); the message to write, or None if unknown."""
+        return self.apply_receipt_to(self.find(mid), mid, part, receipt, smsc, writes)
+
+    def apply_receipt_to(self, msg: Message | None, mid: str, part: int, receipt: Receipt, smsc: str,
+                         writes: Writes) -> Message | None:
+        """`apply_receipt` with the record already in hand (None: there is none): on a cluster it comes with the
+        receipt's match (Cluster.match_or_park_many), so that nothing on the receipt path blocks on a read."""
         self.receipts_total += 1
-        msg = self.find(mid)
         if msg is None:
             self.receipts_unmatched_total += 1
             log.error("smsc=%s id=%s receipt for a message the store does not know", smsc, mid)
@@ -656,6 +661,11 @@ class GatewayCore:
     def find(self, mid: str) -> Message | None:
         """The freshest record of a message: the working set, the recently final ones, then the store."""
         return self.messages.get(mid) or self._recent_final.get(mid) or self.store.get(mid)
+
+    def held(self, mid: str) -> Message | None:
+        """This node's own record of a message (the working set, the recently final ones), which `find` prefers
+        to the store's."""
+        return self.messages.get(mid) or self._recent_final.get(mid)
 
     def park_rows(self, receipt: Receipt, row: int) -> None:
         self._early_rows[id(receipt)] = row

@@ -14,7 +14,8 @@ Rule 4: every write of a message record adds one to its version. A write that na
 (`RedisWrites.expect`) is refused when another node wrote the record since (compare-and-set); the stream entries and
 delayed retries given with that message are skipped with it, and the result holds the record that won.
 Rule 5: a receipt that finds no message is parked by one function that looks its keys up and parks it under them
-atomically (`match_or_park`); a commit that registers an SMSC message id returns every receipt parked under its keys,
+atomically (`match_or_park`, or `match_or_park_many` for a batch in one round trip, which also returns each hit's
+record and version); a commit that registers an SMSC message id returns every receipt parked under its keys,
 whichever node parked it. Both run on the server one at a time, so a receipt is never missed between the two.
 
 Key layout. P is `{prefix}:{{{group}}}:`, for example `smppgw:{eu1}:`; the braces are a Redis Cluster hash tag, so
@@ -86,7 +87,9 @@ __all__ = [
     "PendingCommit",
     "QueueEntry",
     "QueueStatistics",
+    "ReceiptHit",
     "RedisStore",
+    "RedisUnavailable",
     "RedisWrites",
     "key_prefix",
 ]
@@ -440,6 +443,35 @@ local function park(keys, a)
   return {'parked', add_early(p, a[b + 2], a[b + 3], a[b], smsc, nk, a, 3)}
 end
 
+-- park for many receipts, each as one step of its own (in order: a receipt sees what the ones before it parked).
+-- args: early cutoff, now, early ttl, #receipts, then per receipt: escaped smsc, #keys, keys..., record.
+-- Returns two values per receipt: for a hit "{message_id} {part}" and the message's stored value (false when
+-- there is none); for a parked receipt its id and false.
+local function park_many(keys, a)
+  local p = keys[1]
+  local out = {}
+  local b = 5
+  for _ = 1, tonumber(a[4]) do
+    local smsc, nk = a[b], tonumber(a[b + 1])
+    local hit = false
+    for j = b + 2, b + 1 + nk do
+      hit = redis.call('GET', p .. 'c:' .. smsc .. ':' .. a[j])
+      if hit then break end
+    end
+    if hit then
+      local mid = string.match(hit, '^(.*) %d+$')
+      out[#out + 1] = hit
+      out[#out + 1] = redis.call('GET', p .. 'm:' .. mid:gsub('%%', '%%25'):gsub(':', '%%3A'))
+    else
+      trim_early(p, a[1])
+      out[#out + 1] = add_early(p, a[2], a[3], a[b + 2 + nk], smsc, nk, a, b + 2)
+      out[#out + 1] = false
+    end
+    b = b + 3 + nk
+  end
+  return out
+end
+
 -- args: escaped stream, now, limit: due delayed entries move to the stream
 local function move_due(keys, a)
   local p = keys[1]
@@ -596,6 +628,7 @@ end
 
 redis.register_function('@_commit', commit)
 redis.register_function('@_park', park)
+redis.register_function('@_park_many', park_many)
 redis.register_function('@_move_due', move_due)
 redis.register_function('@_heartbeat', heartbeat)
 redis.register_function{function_name = '@_live_nodes', callback = live_nodes, flags = {'no-writes'}}
@@ -665,6 +698,22 @@ class ParkedReceipt:
     pdu: bytes
     message_id: str
     part: int
+
+
+@dataclass(frozen=True, slots=True)
+class ReceiptHit:
+    """A receipt that `match_or_park_many` matched: its message and part, with the message's stored record and
+    version as they were when it matched (`record` None: there is no record, say it expired)."""
+
+    message_id: str
+    part: int
+    record: Message | None
+    version: int
+
+
+class RedisUnavailable(StoreClosed):
+    """Redis did not answer a call outside the group commit (connection lost, timeout, failover, an error reply);
+    what the call would have written may or may not have been applied. Ask again later."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -1520,6 +1569,57 @@ class RedisStore:
             mid, _, part = reply[1].decode().rpartition(" ")
             return mid, int(part)
         return int(reply[1])
+
+    async def match_or_park_many(self, receipts: Sequence[tuple[str, Sequence[str], bytes]],
+                                 at: float | None = None) -> list[ReceiptHit | int]:
+        """`match_or_park` for many receipts in one round trip, each looked up and parked atomically (Rule 5).
+
+        A hit comes with its message's stored record and version, read in the same step, so that applying the
+        receipt needs no other read. Durable when it returns, like a commit.
+
+        Args:
+            receipts: (smsc, lookup keys, encoded deliver_sm) per receipt, as `match_or_park` takes them.
+            at: wall-clock seconds (default: now).
+
+        Returns:
+            Per receipt, in order: a `ReceiptHit`, or the id of the parked receipt.
+
+        Raises:
+            StoreClosed: the store is not open.
+            RedisUnavailable: Redis did not answer or refused the call; the receipts may have been parked.
+        """
+        if not receipts:
+            return []
+        self._check_writable()
+        assert self._client is not None
+        now = time.time() if at is None else at
+        args: list[Any] = ["FCALL", f"{LIBRARY}_park_many", 1, self.prefix, _f(now - self.early_receipt_ttl_s),
+                           _f(now), _ttl(self.early_receipt_ttl_s), len(receipts)]
+        for smsc, keys, pdu in receipts:
+            args += (_e(smsc), len(keys), *[_e(k) for k in keys], _PACK.encode((smsc, now, pdu)))
+        try:
+            try:
+                reply = await _acall(self._client, *args)
+            except redis.exceptions.ResponseError as exc:
+                if "function not found" not in str(exc).lower():  # a server restarted without its AOF
+                    raise
+                await self._load_functions()
+                reply = await _acall(self._client, *args)
+        except (redis.exceptions.RedisError, OSError) as exc:
+            raise RedisUnavailable(f"matching {len(receipts)} receipts failed: {exc!r}") from exc
+        out: list[ReceiptHit | int] = []
+        for i in range(0, len(reply), 2):
+            found, raw = reply[i], reply[i + 1]
+            if isinstance(found, int):
+                out.append(found)
+                continue
+            mid, _, part = found.decode().rpartition(" ")
+            if raw is None:
+                out.append(ReceiptHit(mid, int(part), None, 0))
+            else:
+                version, msg = _message(raw)
+                out.append(ReceiptHit(mid, int(part), msg, version))
+        return out
 
     # ---- the shared MT queue ---------------------------------------------------------------------------
 

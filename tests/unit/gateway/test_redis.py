@@ -17,7 +17,15 @@ import pytest
 import redis
 
 from gateway._model import Message, MessageStatus, new_message_id
-from gateway._redis import LIBRARY, PendingCommit, RedisStore, RedisWrites, key_prefix
+from gateway._redis import (
+    LIBRARY,
+    PendingCommit,
+    ReceiptHit,
+    RedisStore,
+    RedisUnavailable,
+    RedisWrites,
+    key_prefix,
+)
 from gateway._store import StoreClosed, Writes
 from tests.redis_fixture import RedisServer, redis_server, unique_group
 
@@ -392,6 +400,83 @@ async def test_keys_carry_the_group_hash_tag_and_escape_separators(redis_server:
         assert a.lookup_smsc_id("a:b", ["c"]) == (m1.id, 0) and a.lookup_smsc_id("a", ["b:c"]) == (m2.id, 0)
     keys = {k.decode() for k in raw(redis_server).scan_iter(match=f"smppgw:{{{group}}}:*")}
     assert f"smppgw:{{{group}}}:c:a%3Ab:c" in keys and f"smppgw:{{{group}}}:c:a:b%3Ac" in keys
+
+
+async def test_a_batch_of_receipts_matches_and_parks_in_one_call(redis_server: RedisServer, group: str) -> None:
+    m1, m2 = message(), message(id="id:with%colon")
+    async with nodes(redis_server.url, group, "a", "b") as (a, b):
+        await a.commit(RedisWrites(messages=[m1, m2], smsc_ids=[("sim", "k1", m1.id, 0), ("sim", "k:2", m2.id, 1),
+                                                               ("sim", "k3", "gone", 0)]))
+        m1.attempts = 3
+        await a.commit(RedisWrites(messages=[m1]))  # version 2
+        assert await b.match_or_park_many([]) == []
+        got = await b.match_or_park_many([("sim", ["x", "k1"], b"r1"), ("sim", ["u1", "u2"], b"r2"),
+                                          ("sim", ["k:2"], b"r3"), ("other", ["k1"], b"r4"),
+                                          ("sim", ["k3"], b"r5")], at=1234.5)
+        hit1, parked1, hit2, parked2, gone = got
+        # A hit comes with the record as stored and its version (the compare-and-set needs it), ids escaped or not.
+        assert hit1 == ReceiptHit(m1.id, 0, m1, 2) and hit2 == ReceiptHit(m2.id, 1, m2, 1)
+        assert gone == ReceiptHit("gone", 0, None, 0)  # registered, but its record is gone (expired)
+        assert isinstance(parked1, int) and isinstance(parked2, int)
+        assert [(e.id, e.smsc, e.at, e.pdu) for e in await a.aearly_receipts()] == [
+            (parked1, "sim", 1234.5, b"r2"), (parked2, "other", 1234.5, b"r4")]
+
+
+async def test_receipts_parked_by_a_batch_go_to_the_registering_commit_and_later_ones_hit(
+        redis_server: RedisServer, group: str) -> None:
+    m = message()
+    async with nodes(redis_server.url, group, "a", "b") as (a, b):
+        # Two receipts of one message in one batch: parking the first is no registration, the second parks too.
+        first = await b.match_or_park_many([("sim", ["77", "0x4d"], b"enroute"), ("sim", ["77", "0x4d"], b"delivrd")])
+        assert all(isinstance(x, int) for x in first)
+        result = await a.commit(RedisWrites(messages=[m], smsc_ids=[("sim", "0x4d", m.id, 2)]))
+        assert sorted((p.id, p.pdu, p.message_id, p.part) for p in result.parked) == [
+            (first[0], b"enroute", m.id, 2), (first[1], b"delivrd", m.id, 2)]
+        # After the registration, a receipt of the same key hits, parked ones before it in its batch or not.
+        got = await b.match_or_park_many([("sim", ["nope"], b"other"), ("sim", ["77", "0x4d"], b"again")])
+        assert isinstance(got[0], int) and got[1] == ReceiptHit(m.id, 2, m, 1)
+
+
+async def test_no_receipt_is_lost_between_batched_parking_and_registering(redis_server: RedisServer,
+                                                                          group: str) -> None:
+    """As above, with the receipts resolved ten at a time."""
+    ids = [message().id for _ in range(150)]
+    matched: dict[int, tuple[str, int]] = {}
+    returned: dict[str, int] = {}
+    async with nodes(redis_server.url, group, "a", "b") as (a, b):
+
+        async def receipts(first: int) -> None:
+            batch = range(first, min(first + 10, len(ids)))
+            got = await b.match_or_park_many([("sim", [f"k{i}"], f"r{i}".encode()) for i in batch])
+            for i, hit in zip(batch, got, strict=True):
+                if isinstance(hit, ReceiptHit):
+                    matched[i] = (hit.message_id, hit.part)
+
+        async def register(i: int) -> None:
+            result = await a.commit(RedisWrites(smsc_ids=[("sim", f"k{i}", ids[i], 0)]))
+            for p in result.parked:
+                returned[p.message_id] = int(p.pdu[1:])
+
+        async with anyio.create_task_group() as tg:
+            for i in range(len(ids)):
+                if i % 10 == 0:
+                    tg.start_soon(receipts, i)
+                tg.start_soon(register, i)
+    for i, mid in enumerate(ids):
+        assert (matched.get(i) == (mid, 0)) != (returned.get(mid) == i), i
+
+
+async def test_a_batch_redis_does_not_answer_is_an_error_to_retry(tmp_path: Path, group: str) -> None:
+    server = RedisServer.start(tmp_path / "redis")
+    try:
+        async with nodes(server.url, group, "a", socket_timeout_s=2.0, close_timeout_s=0.2) as (a,):
+            raw(server).function_delete(LIBRARY)  # lost with a restart without the AOF: loaded again
+            assert isinstance((await a.match_or_park_many([("sim", ["1"], b"p")]))[0], int)
+            server.kill()
+            with pytest.raises(RedisUnavailable):
+                await a.match_or_park_many([("sim", ["1"], b"p")])
+    finally:
+        server.stop()
 
 
 async def test_transient_data_expires(redis_server: RedisServer, group: str) -> None:
