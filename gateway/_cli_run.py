@@ -31,6 +31,7 @@ import msgspec
 from routing import FailoverRoute, InvalidMsisdn, MtDecision, NumberingRule, WeightedRoute
 
 from ._config import Config, ConfigError, load_config
+from ._leader import LeadershipLost
 from ._logging import setup_logging
 
 __all__ = [
@@ -48,6 +49,7 @@ log = logging.getLogger(__name__)
 EXIT_OK = 0
 EXIT_NO = 1
 EXIT_INVALID = 2
+EXIT_LEASE_LOST = 75  # EX_TEMPFAIL: the billing node lost its lease (_leader Rule 2); a restart is what it needs
 
 _LISTEN = re.compile(r"\[(?P<v6>[^\]]+)\]:(?P<p6>\d{1,5})|(?P<host>[^:\[\]\s]+):(?P<port>\d{1,5})")
 
@@ -417,12 +419,19 @@ def _cmd_run(args: argparse.Namespace) -> int:
     if args.http is not None:
         cfg = _with_listen(args.http)(cfg)
     _setup_logging(cfg)
+    lost = False
     try:
-        anyio.run(functools.partial(serve_until_signalled, cfg, config_path=args.config, listen=args.http),
-                  backend="asyncio",
-                  backend_options=backend_options())
+        try:
+            anyio.run(functools.partial(serve_until_signalled, cfg, config_path=args.config, listen=args.http),
+                      backend="asyncio",
+                      backend_options=backend_options())
+        except* LeadershipLost:  # _leader Rule 2: stop at once; systemd starts the node again as a follower
+            lost = True
     except KeyboardInterrupt:  # a Ctrl-C before the signal receiver was installed
         return 128 + signal.SIGINT
+    if lost:
+        log.critical("stopped: this node lost the billing lease; start it again (systemd does, Restart=on-failure)")
+        return EXIT_LEASE_LOST
     log.info("stopped")
     return EXIT_OK
 

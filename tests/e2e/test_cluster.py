@@ -21,6 +21,7 @@ from typing import Any
 import anyio
 import httpx
 import pytest
+import redis
 import yaml
 
 from tests.e2e.gateway_fixture import (
@@ -276,3 +277,31 @@ async def test_an_smsc_throughput_holds_across_both_nodes(tmp_path: Path, redis_
         # and the local bucket's burst (a tenth of the rate).
         worst = max(sum(1 for t in received if start <= t < start + 1.0) for start in received)
         assert worst <= 40 + 2 * 2 + 4 + 1
+
+
+async def test_a_billing_node_that_loses_its_lease_exits_for_a_restart(tmp_path: Path,
+                                                                       redis_server: RedisServer) -> None:
+    """_leader Rule 2: another holder of the lease (as after a pause longer than its time to live) makes the
+    billing node stop at once, with exit status 75 (EX_TEMPFAIL) for systemd's Restart=on-failure."""
+    group = unique_group("lease")
+    async with running_simulator(sim_config()) as sim:
+        cfg = gateway_config(tmp_path, sim)
+        cfg.update(node="gw1", store={"backend": "redis", "redis_url": redis_server.url, "redis_group": group},
+                   cluster={"heartbeat_s": 0.2, "node_timeout_s": 1.0}, logging={"level": "info"})
+        cfg["accounts"][0]["callback"] = {}
+        path = tmp_path / "gw1.yaml"
+        path.write_text(yaml.safe_dump(cfg))
+        log_path = tmp_path / "gw1.log"
+        with node_process(path, log_path) as proc:
+            with anyio.fail_after(20):
+                while "is the billing node now" not in log_path.read_text(errors="replace"):
+                    assert proc.poll() is None, log_path.read_text(errors="replace")[-3000:]
+                    await anyio.sleep(0.05)
+            client = redis.Redis.from_url(redis_server.url)
+            [key] = client.keys(f"*{group}*leader:billing")
+            client.set(key, "gw9|http://127.0.0.1:9|someone-else")
+            with anyio.fail_after(10):
+                while proc.poll() is None:
+                    await anyio.sleep(0.05)
+            assert proc.returncode == 75
+            assert "lost the billing lease" in log_path.read_text(errors="replace")
