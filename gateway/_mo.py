@@ -245,7 +245,14 @@ class MoIntake:
         task_status.started()
         while True:
             if entries:
-                await self._take_entries(entries)
+                try:
+                    await self._take_entries(entries)
+                except Exception as exc:  # Redis away (a failover): the entries stay ours, pending; try them again
+                    log.warning("mo: %d MO parts could not be taken (%s); trying again", len(entries), exc)
+                    for entry in entries:
+                        self._fed.pop(entry.message_id, None)
+                    await anyio.sleep(1.0)
+                    continue
             try:
                 entries = await inner.claim(MO_STREAM, node, self.batch_max, block_ms=1000)
             except Exception:
