@@ -99,6 +99,10 @@ class ClusterStore:
     the version this node last saw (`expect`) and, when the message leaves this node's hands, the ack of the stream
     entry it claimed. The returned event is set only when the write, merged and retried after any conflict, is
     durable.
+
+    `write_nowait` calls made before the commit loop takes the batch share one RedisWrites, one PendingCommit and
+    one event: they would have gone into the same commit anyway, and sharing saves the objects and the settling
+    per call. A call joins only the newest queued commit (`RedisStore.queued_last`), so writes keep their order.
     """
 
     def __init__(self, inner: RedisStore) -> None:
@@ -109,6 +113,7 @@ class ClusterStore:
         self.on_merged: Callable[[Message], None] | None = None
         self.on_follow: Callable[[Writes], object] | None = None  # writes parked receipts caused (with callbacks)
         self._pending: deque[tuple[PendingCommit, RedisWrites, anyio.Event]] = deque()
+        self._open: tuple[PendingCommit, RedisWrites, anyio.Event] | None = None  # the one write_nowait joins
         self._wake = anyio.Event()
         self.conflicts = 0
         self.parked_applied = 0  # receipts parked by any node, handed back by this node's commits
@@ -140,8 +145,12 @@ class ClusterStore:
 
     # ---- writes (Rule 1 and 2) ---------------------------------------------------------------------------
 
-    def _prepare(self, writes: Writes) -> RedisWrites:
-        rw = writes if isinstance(writes, RedisWrites) else RedisWrites()
+    def _prepare(self, writes: Writes, into: RedisWrites | None = None) -> RedisWrites:
+        """`writes` with the cluster's bookkeeping, added to `into` (None: to `writes` itself if a RedisWrites)."""
+        if into is not None:
+            rw = into
+        else:
+            rw = writes if isinstance(writes, RedisWrites) else RedisWrites()
         if rw is not writes:
             rw.extend(writes)
         for doc in writes.docs:  # Rule 5
@@ -167,11 +176,28 @@ class ClusterStore:
         self.write_nowait(rw)
 
     def write_nowait(self, writes: Writes) -> anyio.Event:
-        rw = self._prepare(writes)
+        group = self._open
+        if group is not None and self._joins(group[1], writes) and self.inner.queued_last(group[0]):
+            self._prepare(writes, group[1])
+            return group[2]
+        rw = self._prepare(writes, RedisWrites())  # a copy of its own: later calls may join it
         done = anyio.Event()
-        self._pending.append((self.inner.commit_nowait(rw), rw, done))
+        group = (self.inner.commit_nowait(rw), rw, done)
+        self._pending.append(group)
+        self._open = None if writes.early_receipts else group
         self._wake.set()
         return done
+
+    @staticmethod
+    def _joins(rw: RedisWrites, writes: Writes) -> bool:
+        """Whether `writes` can share the commit of `rw`: not when its early receipts' ids matter, nor when it
+        names, for a message, another version to compare with than `rw` does (one `expect` per message)."""
+        if writes.early_receipts:
+            return False
+        if isinstance(writes, RedisWrites) and writes.expect:
+            have = rw.expect
+            return all(have.get(mid, v) == v for mid, v in writes.expect.items())
+        return True
 
     async def write(self, writes: Writes) -> list[int]:
         rw = self._prepare(writes)
@@ -205,9 +231,10 @@ class ClusterStore:
         self.versions.update(result.versions)
         while result.conflicts:
             retry = RedisWrites()
+            latest = {m.id: m for m in rw.messages}  # a message's last write in the commit
             for mid, conflict in result.conflicts.items():
                 self.conflicts += 1
-                ours = next((m for m in reversed(rw.messages) if m.id == mid), None)
+                ours = latest.get(mid)
                 if ours is None or conflict.message is None:
                     continue
                 merged = merge_records(ours, conflict.message)
@@ -219,7 +246,8 @@ class ClusterStore:
                 log.info("id=%s written by another node meanwhile: merged (version %d)", mid, conflict.version)
                 if self.on_merged is not None:
                     self.on_merged(merged)
-            retry.ack.extend(a for a in rw.ack if a[1] not in {e.entry_id for e in self.entries.values()})
+            owned = {e.entry_id for e in self.entries.values()}
+            retry.ack.extend(a for a in rw.ack if a[1] not in owned)
             retry.enqueue.extend(e for e in rw.enqueue if e[1] in result.conflicts)
             retry.delay.extend(d for d in rw.delay if d[1] in result.conflicts)
             if not retry.messages:
@@ -318,8 +346,16 @@ class Cluster:
             if not up or room <= 0:
                 await anyio.sleep(0.05)
                 continue
+            count = min(room, self.claim_batch)
             try:
-                entries = await self.store.inner.claim(stream, self.node, min(room, self.claim_batch), block_ms=100)
+                # Entries with their records in one call; only when there are none, wait for one (a function
+                # cannot block) and read those records apart.
+                claimed = await self.store.inner.claim_records(stream, self.node, count)
+                if claimed:
+                    self.claimed_total += len(claimed)
+                    self._take_records(claimed, reclaimed=False)
+                    continue
+                entries = await self.store.inner.claim(stream, self.node, count, block_ms=100)
             except Exception:
                 log.warning("cluster: claiming from %s failed", stream, exc_info=True)
                 await anyio.sleep(0.5)
@@ -380,12 +416,16 @@ class Cluster:
 
     async def _take(self, entries: list[QueueEntry], *, reclaimed: bool) -> None:
         """Claimed entries: load their records and route them to this node's connectors (Rule 1 and 3)."""
+        got = await self.store.inner.aget_many_versioned([e.message_id for e in entries])
+        self._take_records(list(zip(entries, got, strict=True)), reclaimed=reclaimed)
+
+    def _take_records(self, claimed: list[tuple[QueueEntry, tuple[Message, int] | None]], *, reclaimed: bool) -> None:
+        """`_take` for entries whose records (and versions) are read already."""
         store = self.store
         core = self.gw.core
-        got = await store.inner.aget_many_versioned([e.message_id for e in entries])
         now = time.time()
         done = RedisWrites()
-        for entry, versioned in zip(entries, got, strict=True):
+        for entry, versioned in claimed:
             if versioned is None or versioned[0].is_final or versioned[0].status is MessageStatus.SUBMITTED:
                 done.ack.append((entry.stream, entry.entry_id))  # nothing to send any more
                 continue

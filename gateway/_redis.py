@@ -48,7 +48,8 @@ every key of a deployment lands in one slot. Free-form parts of key names are es
     P rl:{account}         hash   the shared token bucket (gateway._ratelimit_redis)
 
 Reads. Every read has an async twin (`aget`, `afind_idempotency`, `alookup_smsc_id`, `adocs`, ...): `aget` and
-`alookup_smsc_id` cost one round trip, the queries one per page of up to 1000 records. The Store protocol's plain
+`alookup_smsc_id` cost one round trip, the queries one per page of up to 1000 records; `claim_records` claims stream
+entries and reads their records in the same round trip. The Store protocol's plain
 methods (`get`, `find_idempotency`, ...) run the same read over a second, blocking connection: each holds up the
 event loop for one round trip (about 0.1 ms on loopback, a millisecond or more across a network). That is fine at
 startup and on cold paths (the admin API, the billing flows' lookups); the hot paths call the twins.
@@ -132,7 +133,9 @@ def _call(client: redis.Redis, *args: Any) -> Any:
 
 def _e(part: str) -> str:
     """A free-form part of a key name, escaped so that ':' always separates parts."""
-    return part.translate(_ESCAPE)
+    if "%" in part or ":" in part:  # two scans in C: most parts (message ids, stream names) have neither
+        return part.translate(_ESCAPE)
+    return part
 
 
 def _f(x: float) -> str:
@@ -472,6 +475,28 @@ local function park_many(keys, a)
   return out
 end
 
+-- args: escaped stream, consumer group, consumer, count: take up to `count` new entries (XREADGROUP, which a
+-- function may not block on) and read their messages in the same step. Returns three values per entry: its id,
+-- the message id and the message's stored value (false when there is none).
+local function claim(keys, a)
+  local p = keys[1]
+  local got = redis.call('XREADGROUP', 'GROUP', a[2], a[3], 'COUNT', a[4], 'STREAMS', p .. 'q:' .. a[1], '>')
+  local out = {}
+  if not got then return out end
+  for _, e in ipairs(got[1][2]) do
+    local f, mid = e[2], nil
+    for j = 1, #f, 2 do
+      if f[j] == 'm' then mid = f[j + 1] end
+    end
+    if mid then
+      out[#out + 1] = e[1]
+      out[#out + 1] = mid
+      out[#out + 1] = redis.call('GET', p .. 'm:' .. mid:gsub('%%', '%%25'):gsub(':', '%%3A'))
+    end
+  end
+  return out
+end
+
 -- args: escaped stream, now, limit: due delayed entries move to the stream
 local function move_due(keys, a)
   local p = keys[1]
@@ -629,6 +654,7 @@ end
 redis.register_function('@_commit', commit)
 redis.register_function('@_park', park)
 redis.register_function('@_park_many', park_many)
+redis.register_function('@_claim', claim)
 redis.register_function('@_move_due', move_due)
 redis.register_function('@_heartbeat', heartbeat)
 redis.register_function{function_name = '@_live_nodes', callback = live_nodes, flags = {'no-writes'}}
@@ -700,15 +726,40 @@ class ParkedReceipt:
     part: int
 
 
-@dataclass(frozen=True, slots=True)
 class ReceiptHit:
     """A receipt that `match_or_park_many` matched: its message and part, with the message's stored record and
-    version as they were when it matched (`record` None: there is no record, say it expired)."""
+    version as they were when it matched (`record` None: there is no record, say it expired).
 
-    message_id: str
-    part: int
-    record: Message | None
-    version: int
+    The record is decoded when `record` is first read: a node that holds the message itself never needs it.
+    """
+
+    __slots__ = ("_raw", "_record", "message_id", "part", "version")
+
+    def __init__(self, message_id: str, part: int, record: Message | None, version: int, *,
+                 raw: memoryview | None = None) -> None:
+        self.message_id = message_id
+        self.part = part
+        self.version = version
+        self._record = record
+        self._raw = raw  # the encoded record, when `record` is not decoded yet
+
+    @property
+    def record(self) -> Message | None:
+        if self._raw is not None:
+            self._record = DECODER.decode(self._raw)
+            self._raw = None
+        return self._record
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, ReceiptHit):
+            return NotImplemented
+        return (self.message_id, self.part, self.version, self.record) == (
+            other.message_id, other.part, other.version, other.record)
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        return f"ReceiptHit({self.message_id!r}, {self.part}, {self.record!r}, {self.version})"
 
 
 class RedisUnavailable(StoreClosed):
@@ -987,6 +1038,11 @@ class RedisStore:
         self._batch.append((writes, pending))
         self._wake.set()
         return pending
+
+    def queued_last(self, pending: PendingCommit) -> bool:
+        """Whether `pending` is the newest commit queued and not taken by the commit loop yet: what is added to its
+        Writes now is committed with it, in the order the writes were made."""
+        return bool(self._batch) and self._batch[-1][1] is pending
 
     async def commit(self, writes: Writes) -> CommitResult:
         """Make `writes` durable in the next commit and return what it did (versions, conflicts, parked receipts).
@@ -1617,8 +1673,8 @@ class RedisStore:
             if raw is None:
                 out.append(ReceiptHit(mid, int(part), None, 0))
             else:
-                version, msg = _message(raw)
-                out.append(ReceiptHit(mid, int(part), msg, version))
+                version, start = _header(raw)
+                out.append(ReceiptHit(mid, int(part), None, version, raw=memoryview(raw)[start:]))
         return out
 
     # ---- the shared MT queue ---------------------------------------------------------------------------
@@ -1668,6 +1724,43 @@ class RedisStore:
                 continue
             streams = cast(list[tuple[bytes, list[Any]]], reply or [])
             return [e for _, entries in streams for e in self._entries(stream, entries)]
+        return []
+
+    async def claim_records(self, stream: str, consumer: str, count: int
+                            ) -> list[tuple[QueueEntry, tuple[Message, int] | None]]:
+        """`claim` without blocking, each entry with its message's record and version read in the same step (one
+        round trip, where `claim` then `aget_many_versioned` take two): None where there is no record.
+
+        Raises:
+            redis.exceptions.RedisError: Redis did not answer or refused the call (the entries may be claimed:
+                they stay pending for this consumer, as after a lost `claim` reply).
+        """
+        assert self._client is not None
+        args = ("FCALL", f"{LIBRARY}_claim", 1, self.prefix, _e(stream), self.consumer_group, consumer, count)
+        for attempt in (0, 1):
+            try:
+                reply = await _acall(self._client, *args)
+            except redis.exceptions.ResponseError as exc:
+                text = str(exc)
+                if attempt:
+                    raise
+                if "NOGROUP" in text:
+                    await self.ensure_group(stream)
+                elif "function not found" in text.lower():  # a server restarted without its AOF
+                    await self._load_functions()
+                else:
+                    raise
+                continue
+            out: list[tuple[QueueEntry, tuple[Message, int] | None]] = []
+            for i in range(0, len(reply), 3):
+                raw = reply[i + 2]
+                entry = QueueEntry(stream, reply[i].decode(), reply[i + 1].decode())
+                if raw is None:
+                    out.append((entry, None))
+                else:
+                    version, msg = _message(raw)
+                    out.append((entry, (msg, version)))
+            return out
         return []
 
     async def ack(self, stream: str, entry_ids: Sequence[str]) -> int:
@@ -1801,11 +1894,16 @@ def _loop_running() -> bool:
     return True
 
 
-def _message(raw: bytes) -> tuple[int, Message]:
-    """A stored message: "{version}\x1f{node}\x1f{final}{callback}\x1f" then the record."""
+def _header(raw: bytes) -> tuple[int, int]:
+    """A stored message's version and where its record starts: "{version}\x1f{node}\x1f{final}{callback}\x1f"."""
     i = raw.index(b"\x1f")
-    j = raw.index(b"\x1f", i + 1) + 3
-    return int(raw[:i]), DECODER.decode(raw[j + 1:])
+    return int(raw[:i]), raw.index(b"\x1f", i + 1) + 4
+
+
+def _message(raw: bytes) -> tuple[int, Message]:
+    """A stored message: its version and record."""
+    version, start = _header(raw)
+    return version, DECODER.decode(memoryview(raw)[start:])
 
 
 def _unescape(part: str) -> str:

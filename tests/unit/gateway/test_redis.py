@@ -13,9 +13,11 @@ from pathlib import Path
 from typing import Any
 
 import anyio
+import msgspec
 import pytest
 import redis
 
+from gateway._cluster import ClusterStore
 from gateway._model import Message, MessageStatus, new_message_id
 from gateway._redis import (
     LIBRARY,
@@ -96,6 +98,35 @@ async def test_claim_creates_the_group_from_the_start_of_the_stream(redis_server
         await a.commit(RedisWrites(messages=[m], enqueue=[("sim", m.id)]))  # before any consumer group exists
         (entry,) = await a.claim("sim", "a", 10)
         assert entry.message_id == m.id and entry.stream == "sim"
+
+
+async def test_claim_records_takes_entries_with_their_records_in_one_call(redis_server: RedisServer,
+                                                                        group: str) -> None:
+    m1, m2 = message(), message(id="id:with%colon")
+    async with nodes(redis_server.url, group, "a", "b") as (a, b):
+        assert await a.claim_records("sim", "a", 10) == []  # no group yet: created from the stream's start
+        await a.commit(RedisWrites(messages=[m1, m2], enqueue=[("sim", m1.id), ("sim", m2.id), ("sim", "ghost")]))
+        m1.attempts = 2
+        await a.commit(RedisWrites(messages=[m1]))  # version 2
+        got = await a.claim_records("sim", "a", 10)
+        assert [(e.stream, e.message_id, v) for e, v in got] == [("sim", m1.id, (m1, 2)), ("sim", m2.id, (m2, 1)),
+                                                                  ("sim", "ghost", None)]
+        # Claimed as XREADGROUP claims: the others do not get them, they stay pending for "a" until acked.
+        assert await b.claim_records("sim", "b", 10) == [] and await b.claim("sim", "b", 10) == []
+        stats = await a.queue_statistics("sim")
+        assert (stats.pending, dict(stats.consumers)) == (3, {"a": 3})
+        taken = await b.reclaim("sim", "b", 0, 10, only_from=["a"])
+        assert sorted(e.entry_id for e in taken) == sorted(e.entry_id for e, _ in got)
+
+
+async def test_claim_records_takes_at_most_count(redis_server: RedisServer, group: str) -> None:
+    msgs = [message() for _ in range(5)]
+    async with nodes(redis_server.url, group, "a") as (a,):
+        await a.ensure_group("sim")
+        await a.commit(RedisWrites(messages=msgs, enqueue=[("sim", m.id) for m in msgs]))
+        first = await a.claim_records("sim", "a", 3)
+        rest = await a.claim_records("sim", "a", 3)
+        assert [e.message_id for e, _ in first + rest] == [m.id for m in msgs]
 
 
 async def test_a_blocked_claim_returns_when_an_entry_arrives(redis_server: RedisServer, group: str) -> None:
@@ -422,6 +453,16 @@ async def test_a_batch_of_receipts_matches_and_parks_in_one_call(redis_server: R
             (parked1, "sim", 1234.5, b"r2"), (parked2, "other", 1234.5, b"r4")]
 
 
+async def test_a_hits_record_is_decoded_when_read(redis_server: RedisServer, group: str) -> None:
+    m = message()
+    async with nodes(redis_server.url, group, "a") as (a,):
+        await a.commit(RedisWrites(messages=[m], smsc_ids=[("sim", "k1", m.id, 0)]))
+        (hit,) = await a.match_or_park_many([("sim", ["k1"], b"r1")])
+        assert isinstance(hit, ReceiptHit) and (hit.message_id, hit.part, hit.version) == (m.id, 0, 1)
+        assert hit._record is None  # a node that holds the message never decodes the stored one
+        assert hit.record == m and hit.record is hit.record
+
+
 async def test_receipts_parked_by_a_batch_go_to_the_registering_commit_and_later_ones_hit(
         redis_server: RedisServer, group: str) -> None:
     m = message()
@@ -520,3 +561,61 @@ async def test_blocking_reads_can_be_forbidden_inside_the_loop(redis_server: Red
         with pytest.raises(RuntimeError, match="async twin"):
             a.get("x")
         assert await a.aget("x") is None
+
+
+# ---- ClusterStore on this store ------------------------------------------------------------------------------
+
+
+async def test_cluster_write_nowait_calls_share_a_commit_and_keep_their_order(redis_server: RedisServer,
+                                                                             group: str) -> None:
+    m1, m2 = message(), message()
+    async with nodes(redis_server.url, group, "a") as (a,):
+        cs = ClusterStore(a)
+        async with anyio.create_task_group() as tg:
+            await tg.start(cs.settle_loop)
+            first = cs.write_nowait(Writes(messages=[m1]))
+            assert cs.write_nowait(Writes(messages=[m2])) is first  # queued together: one commit, one event
+            # Another commit queued in between: a later write goes after it, not into the earlier commit.
+            other = a.commit_nowait(Writes(messages=[msgspec.structs.replace(m1, reference="other")]))
+            last = cs.write_nowait(Writes(messages=[msgspec.structs.replace(m1, reference="last")]))
+            assert last is not first
+            # A write naming, for a message, another version to compare with than the queued one does not join it.
+            named = cs.write_nowait(RedisWrites(messages=[m2], expect={m1.id: 5}))
+            assert named is not last
+            # Early receipts' ids are returned per write: such a write has a commit of its own.
+            early = cs.write_nowait(Writes(early_receipts=[("sim", b"x")]))
+            after = cs.write_nowait(Writes(messages=[m2]))
+            assert early is not named and after is not early
+            for done in (first, last, named, early, after):  # settled in the order queued
+                await done.wait()
+            tg.cancel_scope.cancel()
+        assert other.result().versions == {m1.id: 2} and cs.conflicts == 0
+        stored = await a.aget_versioned(m1.id)
+        assert stored is not None and stored[0].reference == "last" and stored[1] == 3 == cs.versions[m1.id]
+        assert cs.versions[m2.id] == 3
+
+
+async def test_cluster_writes_sharing_a_commit_ack_each_entry_once(redis_server: RedisServer, group: str) -> None:
+    msgs = [message() for _ in range(3)]
+    async with nodes(redis_server.url, group, "a") as (a,):
+        cs = ClusterStore(a)
+        async with anyio.create_task_group() as tg:
+            await tg.start(cs.settle_loop)
+            await a.ensure_group("sim")
+            await a.commit(RedisWrites(messages=msgs, enqueue=[("sim", m.id) for m in msgs]))
+            for entry, versioned in await a.claim_records("sim", "a", 10):
+                assert versioned is not None
+                cs.entries[entry.message_id] = entry
+                cs.versions[entry.message_id] = versioned[1]
+            events = set()
+            for m in msgs:  # submitted, then final: the first of the two writes acks the entry
+                m.set_status(MessageStatus.SUBMITTED, 2.0)
+                events.add(cs.write_nowait(Writes(messages=[m])))
+                m.set_status(MessageStatus.DELIVERED, 3.0)
+                events.add(cs.write_nowait(Writes(messages=[m])))
+            (done,) = events
+            await done.wait()
+            tg.cancel_scope.cancel()
+        stats = await a.queue_statistics("sim")
+        assert (stats.length, stats.pending, cs.entries) == (0, 0, {})
+        assert all(cs.versions[m.id] == 3 for m in msgs) and cs.conflicts == 0
