@@ -435,7 +435,7 @@ AcceptCheck = Callable[[str, str, str, "str | None"], None]
 class _Builder:
     """Validates the messages of one request: what the account and the config say is looked up once."""
 
-    __slots__ = ("account_id", "allowed", "checks", "country", "decide", "default_source", "default_validity",
+    __slots__ = ("account_id", "allowed", "checks", "country", "decide", "decided", "default_source", "default_validity",
                  "key", "max_chars", "max_parts", "max_validity", "normalise", "now", "resend")
 
     def __init__(self, gw: Gateway, account: AccountConfig, allowed: frozenset[str], now: float,
@@ -444,6 +444,7 @@ class _Builder:
         messages = config.messages
         self.normalise = gw.core.numbering.normalise
         self.decide = gw.core.router.decide
+        self.decided = gw.core.decided
         self.country = account.country or config.numbering.default_country
         self.account_id = account.id
         self.default_source = account.default_source
@@ -470,7 +471,8 @@ class _Builder:
         if self.allowed and source not in self.allowed:
             raise ApiError(422, "invalid_field", f"from: {source!r} is not an allowed sender for this account",
                            field="from")
-        if self.decide(to, source=source, account=self.account_id).route is None:
+        decision = self.decide(to, source=source, account=self.account_id)
+        if decision.route is None:
             raise ApiError(422, "no_route", f"no route for {to} from {source!r}", field="to")
         parts = self.parts(req.text, req.encoding)
         now = self.now
@@ -493,13 +495,16 @@ class _Builder:
             check_url(callback_url)
         for check in self.checks:  # extensions (the opt-out register): each raises ApiError to refuse
             check(self.account_id, to, source, req.category)
-        return Message(
+        msg = Message(
             id=new_message_id(now), account=self.account_id, to=to, source=source, text=req.text,
             encoding=req.encoding, reference=req.reference, callback_url=callback_url, created_at=now,
             send_at=send_at, expires_at=(send_at or now) + validity, status_at=now,
             parts=[Part() for _ in range(parts)], history=[StatusChange(now, _QUEUED, "accepted")],
             category=req.category, idempotency_key=self.key, resend_after_crash=self.resend,
         )
+        if send_at is None:  # dispatched at once: the first dispatch reuses this decision
+            self.decided(msg, decision)
+        return msg
 
     def parts(self, text: str, encoding: str) -> int:
         """The parts `text` takes with an 8-bit concatenation UDH (what the answer reports)."""

@@ -33,7 +33,7 @@ from dlr import (
     fold_part_statuses,
     receipt_keys,
 )
-from routing import MtRouter, NoSmscUp, NumberingPlan, mask_msisdn
+from routing import MtDecision, MtRouter, NoSmscUp, NumberingPlan, mask_msisdn
 from smpp import Status
 
 from ._config import Config, SmscConfig
@@ -157,6 +157,9 @@ class GatewayCore:
         self._seq = 0
         self._wake = anyio.Event()
         self._waiting_logged: set[str] = set()
+        # Route decisions the HTTP API made at accept, by message id, for the first dispatch to reuse (`_route`);
+        # they hold for the router they came from, so a reload drops them.
+        self._decided: dict[str, MtDecision] = {}
         self._submitted_lru: OrderedDict[str, None] = OrderedDict()
         # Messages that became final lately: a duplicate or late receipt must see the final record even
         # before its write is committed (the store would still hold the older state).
@@ -179,10 +182,19 @@ class GatewayCore:
         """Swap in a new config (validated already): router, numbering plan, id policies."""
         self.config = config
         self.router: MtRouter = config.mt_router()
+        self._decided = {}
         self.numbering: NumberingPlan = config.numbering_plan()
         self._policies = {s.name: _policy(s) for s in config.smscs}
         # SMSC entries that are one operator account (a TX bind here, its RX bind elsewhere) share receipt ids.
         self._scopes = {s.name: s.receipt_scope or s.name for s in config.smscs}
+
+    def decided(self, msg: Message, decision: MtDecision) -> None:
+        """The route decision the API made for `msg` at accept under the running router: `_route` reuses it once
+        instead of deciding again (a few microseconds per message)."""
+        if self.cluster is None:  # on a cluster another node may dispatch it
+            if len(self._decided) >= 100_000:  # accepts that failed after their decision: never left to pile up
+                self._decided.clear()
+            self._decided[msg.id] = decision
 
     def scope(self, smsc: str) -> str:
         """The namespace of an SMSC's message ids (receipt correlation): its receipt_scope, else its name."""
@@ -349,7 +361,8 @@ class GatewayCore:
             msg.error = {"code": "validity_expired", "message": "no SMSC accepted the message within its validity"}
             self._finalise(msg)
             return "written"
-        decision = self.router.decide(msg.to, source=msg.source, account=msg.account)
+        decision = self._decided.pop(msg.id, None) or self.router.decide(msg.to, source=msg.source,
+                                                                           account=msg.account)
         route = decision.route
         if route is None:
             msg.set_status(MessageStatus.FAILED, now, "no route")
