@@ -562,8 +562,13 @@ class CallbackSender:
             return
         for m in records:
             m.callback_pending = False
+        store = cast(_NowaitStore, self.gw.store)
         try:
-            cast(_NowaitStore, self.gw.store).write_nowait(Writes(messages=records))
+            clear = getattr(store, "clear_callbacks", None)  # SqliteStore: the column alone
+            if clear is not None:
+                clear(records)
+            else:
+                store.write_nowait(Writes(messages=records))
         except StoreClosed:
             log.warning("callbacks: the store is closed; %d acknowledged statuses may be sent again after a "
                         "restart", len(records))

@@ -121,10 +121,13 @@ class Writes:
     docs: list[Doc] = field(default_factory=list)  # upserted by (kind, id)
     ledger: list[LedgerEntry] = field(default_factory=list)
     ledger_outcomes: list[LedgerOutcome] = field(default_factory=list)
+    # Ids of messages whose callback was acknowledged: SqliteStore clears the column alone (`clear_callbacks`).
+    callbacks_cleared: list[str] = field(default_factory=list)
 
     def __bool__(self) -> bool:
         return bool(self.messages or self.smsc_ids or self.idempotency or self.early_receipts
-                    or self.early_receipts_done or self.mo or self.docs or self.ledger or self.ledger_outcomes)
+                    or self.early_receipts_done or self.mo or self.docs or self.ledger or self.ledger_outcomes
+                    or self.callbacks_cleared)
 
     def extend(self, other: Writes) -> None:
         """Add everything `other` holds (one commit for both)."""
@@ -137,6 +140,7 @@ class Writes:
         self.docs.extend(other.docs)
         self.ledger.extend(other.ledger)
         self.ledger_outcomes.extend(other.ledger_outcomes)
+        self.callbacks_cleared.extend(other.callbacks_cleared)
 
 
 @dataclass(frozen=True, slots=True)
@@ -383,6 +387,10 @@ class SqliteStore:
                      for m in latest.values()],
                 )
                 rows += len(latest)
+            if w.callbacks_cleared:  # after the records: the clear is the newest fact about these messages
+                conn.executemany("UPDATE messages SET callback_pending = 0 WHERE id = ?",
+                                 [(i,) for i in w.callbacks_cleared])
+                rows += len(w.callbacks_cleared)
             if w.smsc_ids:
                 now = time.time()
                 conn.executemany("INSERT INTO smsc_ids(smsc, key, message_id, part, at) VALUES (?, ?, ?, ?, ?)",
@@ -452,6 +460,12 @@ class SqliteStore:
             raise StoreClosed(f"commit failed: {batch.error!r}")
         return batch.early_ids[first_early:first_early + len(writes.early_receipts)]
 
+    def clear_callbacks(self, records: Sequence[Message]) -> anyio.Event:
+        """Make `callback_pending = False` of `records` durable (their callbacks were acknowledged) by updating
+        the column alone: about 2 us a message against 5 for rewriting each record. Reads take the flag from
+        the column (`_record`), so the records' own copy of it may stay stale."""
+        return self.write_nowait(Writes(callbacks_cleared=[m.id for m in records]))
+
     def write_nowait(self, writes: Writes) -> anyio.Event:
         """Queue `writes` for the next commit without waiting; the returned event is set once it is durable."""
         if not self._open or self._failed is not None:
@@ -471,8 +485,9 @@ class SqliteStore:
         return self._reader
 
     def get(self, message_id: str) -> Message | None:
-        row = self._read().execute("SELECT record FROM messages WHERE id = ?", (message_id,)).fetchone()
-        return None if row is None else DECODER.decode(row[0])
+        row = self._read().execute("SELECT record, callback_pending FROM messages WHERE id = ?",
+                                   (message_id,)).fetchone()
+        return None if row is None else _record(row[0], row[1])
 
     def find_idempotency(self, account: str, key: str) -> IdempotencyRecord | None:
         row = self._read().execute(
@@ -494,16 +509,16 @@ class SqliteStore:
         return None
 
     def _iter_records(self, sql: str) -> Iterator[Message]:
-        for (record,) in self._read().execute(sql):
-            yield DECODER.decode(record)
+        for record, pending in self._read().execute(sql):
+            yield _record(record, pending)
 
     def open_messages(self) -> Iterator[Message]:
         """Every message that is not final (for the restart)."""
-        return self._iter_records("SELECT record FROM messages WHERE final = 0")
+        return self._iter_records("SELECT record, callback_pending FROM messages WHERE final = 0")
 
     def callback_pending(self) -> Iterator[Message]:
         """Every message whose final status has not been delivered to its callback yet."""
-        return self._iter_records("SELECT record FROM messages WHERE callback_pending = 1")
+        return self._iter_records("SELECT record, callback_pending FROM messages WHERE callback_pending = 1")
 
     def early_receipts(self) -> list[EarlyReceipt]:
         return [EarlyReceipt(int(i), s, float(at), bytes(pdu)) for i, s, at, pdu in
@@ -589,6 +604,14 @@ class SqliteStore:
         b = self._batch.writes
         pending = len(b.messages) + len(b.smsc_ids) + len(b.idempotency) + len(b.early_receipts) + len(b.mo)
         return StoreStatistics(self._commits, self._rows, self._last_commit_s, pending, self.is_open)
+
+
+def _record(data: bytes, callback_pending: int) -> Message:
+    """A stored record, with the callback_pending column's value: `clear_callbacks` changes the column alone."""
+    msg = DECODER.decode(data)
+    if not callback_pending and msg.callback_pending:
+        msg.callback_pending = False
+    return msg
 
 
 def _doc(row: tuple[Any, ...]) -> Doc:

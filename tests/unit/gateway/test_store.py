@@ -108,3 +108,23 @@ async def test_writing_to_a_closed_store_raises(tmp_path: Path) -> None:
     store = SqliteStore(tmp_path / "gw.db")
     with pytest.raises(StoreClosed):
         await store.write(Writes(messages=[message()]))
+
+
+async def test_clear_callbacks_updates_the_column_and_reads_follow_it(tmp_path: Path) -> None:
+    path = tmp_path / "gw.db"
+    done = message(MessageStatus.DELIVERED, callback_pending=True)
+    waiting = message(MessageStatus.DELIVERED, callback_pending=True)
+    store = SqliteStore(path)
+    async with anyio.create_task_group() as tg:
+        await tg.start(store.run)
+        await store.write(Writes(messages=[done, waiting]))
+        await store.clear_callbacks([done]).wait()
+        got = store.get(done.id)
+        assert got is not None and not got.callback_pending and got.status is MessageStatus.DELIVERED
+        assert [m.id for m in store.callback_pending()] == [waiting.id]
+        tg.cancel_scope.cancel()
+    reopened = SqliteStore(path)  # durable: a restart sends only the callback still pending
+    reopened.open_sync()
+    assert [m.id for m in reopened.callback_pending()] == [waiting.id]
+    again = reopened.get(done.id)
+    assert again is not None and not again.callback_pending
