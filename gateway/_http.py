@@ -335,6 +335,36 @@ def create_app(gw: Gateway, *, clock: Callable[[], float] = time.monotonic) -> S
     return app
 
 
+class FastPaths:
+    """The app with `POST /v1/messages` and `POST /v1/messages/batch` taken straight to their handlers.
+
+    The two routes every sender calls skip Starlette's middleware stack and router, which cost about a sixth of
+    the gateway's CPU per one-message request. Their answers are the app's own: the same handlers, the same JSON
+    for an ApiError, and a 500 (then the exception, for uvicorn to log) for anything else. Every other request
+    goes to the app.
+    """
+
+    def __init__(self, app: Starlette) -> None:
+        self.app = app
+        api: _Api = app.state.api
+        self.routes = {"/v1/messages": api.submit, "/v1/messages/batch": api.batch}
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        handler = self.routes.get(scope["path"]) if scope["type"] == "http" and scope["method"] == "POST" else None
+        if handler is None:
+            await self.app(scope, receive, send)
+            return
+        request = Request(scope, receive)
+        try:
+            response = await handler(request)
+        except ApiError as exc:
+            response = _error(exc)
+        except Exception as exc:
+            await (await _server_error(request, exc))(scope, receive, send)
+            raise
+        await response(scope, receive, send)
+
+
 # ---- OpenAPI (Rule 3) ------------------------------------------------------------------------------------
 
 
@@ -498,7 +528,7 @@ async def run_http(gw: Gateway, *, listen: str | None = None,
     sock = socket.create_server((host, port), family=family, backlog=2048)
     sock.setblocking(False)
     port = sock.getsockname()[1]
-    config = uvicorn.Config(create_app(gw), lifespan="off", log_config=None, access_log=False, ws="none",
+    config = uvicorn.Config(FastPaths(create_app(gw)), lifespan="off", log_config=None, access_log=False, ws="none",
                             server_header=False, proxy_headers=False, timeout_graceful_shutdown=5)
     server = _Server(config)
     finished = anyio.Event()

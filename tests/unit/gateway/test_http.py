@@ -21,7 +21,7 @@ from prometheus_client import CollectorRegistry, Counter
 from gateway._accept import ErrorResponse, MessageView, SubmitResult
 from gateway._config import hash_api_key, parse_config
 from gateway._daemon import Gateway
-from gateway._http import create_app, openapi_document, parse_listen
+from gateway._http import FastPaths, create_app, openapi_document, parse_listen
 from gateway._model import MessageStatus
 from gateway._ratelimit import AccountRateLimiter
 from gateway._store import SqliteStore
@@ -66,11 +66,15 @@ class Api:
         return await self.client.post("/v1/messages", json=body, headers=headers)
 
 
-@pytest.fixture
-async def api(tmp_path: Path) -> AsyncIterator[Api]:
+@pytest.fixture(params=["starlette", "fast paths"])
+async def api(tmp_path: Path, request: pytest.FixtureRequest) -> AsyncIterator[Api]:
+    """Every test runs against the app and against the app behind FastPaths (what run_http serves): the message
+    endpoints must answer the same either way."""
     gw = Gateway(parse_config(CONFIG, base_dir=tmp_path))
     clock = Clock()
-    app = create_app(gw, clock=clock)
+    app: Any = create_app(gw, clock=clock)
+    if request.param == "fast paths":
+        app = FastPaths(app)
     store_scope = anyio.CancelScope()
 
     async def run_store(*, task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
@@ -456,3 +460,20 @@ def test_parse_listen() -> None:
     for bad in ("8080", "host:", "host:http", "h:70000"):
         with pytest.raises(ValueError):
             parse_listen(bad)
+
+
+async def test_a_handler_that_fails_answers_500_and_the_error_goes_on_to_the_server(
+        api: Api, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
+    def broken(body: bytes) -> Any:
+        raise RuntimeError("a bug")
+
+    app_api = api.client._transport.app  # type: ignore[attr-defined]
+    inner = app_api.app if isinstance(app_api, FastPaths) else app_api
+    monkeypatch.setattr(inner.state.api.acceptor, "decode_submit", broken)
+    transport = httpx.ASGITransport(app_api, raise_app_exceptions=False)
+    async with httpx.AsyncClient(transport=transport, base_url="http://gw") as client:
+        with caplog.at_level(logging.ERROR, logger="gateway._http"):
+            r = await client.post("/v1/messages", json={"to": "447911123456", "from": "ACME", "text": "x"},
+                                  headers=ACME)
+    assert r.status_code == 500 and error(r)["code"] == "internal_error"
+    assert "POST /v1/messages failed: RuntimeError" in caplog.text
