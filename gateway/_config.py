@@ -609,6 +609,13 @@ def _check(cfg: Config) -> Config:
         raise ConfigError(f"expected debug, info, warning or error, got {cfg.logging.level!r}", path="logging.level")
     if cfg.store.backend not in ("sqlite", "redis"):
         raise ConfigError(f"expected sqlite or redis, got {cfg.store.backend!r}", path="store.backend")
+    if cfg.store.redis_url.startswith(("redis+sentinel://", "rediss+sentinel://")):
+        from ._redis import parse_sentinel_url  # only here: loading a config needs no Redis client otherwise
+
+        try:
+            parse_sentinel_url(cfg.store.redis_url)
+        except ValueError as exc:
+            raise ConfigError(str(exc), path="store.redis_url") from None
     if cfg.store.synchronous not in ("normal", "full"):
         raise ConfigError(f"expected normal or full, got {cfg.store.synchronous!r}", path="store.synchronous")
     if cfg.cluster.node_timeout_s < 3 * cfg.cluster.heartbeat_s:

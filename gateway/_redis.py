@@ -55,7 +55,9 @@ event loop for one round trip (about 0.1 ms on loopback, a millisecond or more a
 startup and on cold paths (the admin API, the billing flows' lookups); the hot paths call the twins.
 
 Requires Redis 7.0 or later (functions, ZRANGE BYSCORE/REV, XAUTOCLAIM). Not for Redis Cluster with several slots:
-one primary holds a deployment (Sentinel or a managed primary with replicas for failover).
+one primary holds a deployment (Sentinel or a managed primary with replicas for failover). With a redis+sentinel://
+URL (`parse_sentinel_url`) every connection asks the Sentinels for the primary when it connects, so after a failover
+the store reconnects to the new one; until then its commits are retried (Rule 3).
 """
 
 from __future__ import annotations
@@ -65,6 +67,7 @@ import hashlib
 import logging
 import secrets
 import time
+import urllib.parse
 from collections.abc import AsyncIterator, Collection, Generator, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeVar, cast
@@ -74,7 +77,9 @@ import anyio.abc
 import msgspec
 import redis
 import redis.asyncio
+import redis.asyncio.sentinel
 import redis.exceptions
+import redis.sentinel
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
@@ -92,7 +97,9 @@ __all__ = [
     "RedisStore",
     "RedisUnavailable",
     "RedisWrites",
+    "SentinelUrl",
     "key_prefix",
+    "parse_sentinel_url",
 ]
 
 log = logging.getLogger(__name__)
@@ -157,6 +164,118 @@ def key_prefix(prefix: str, group: str) -> str:
     if not group or not set(group) <= _GROUP_CHARS:
         raise ValueError(f"a Redis group name is letters, digits, '_', '.' and '-', got {group!r}")
     return f"{prefix}:{{{group}}}:"
+
+
+# ---- Sentinel URLs -----------------------------------------------------------------------------------------
+
+SENTINEL_SCHEMES = ("redis+sentinel://", "rediss+sentinel://")
+_SENTINEL_PORT = 26379
+_SENTINEL_QUERY = ("sentinel_password",)
+_SENTINEL_TLS_QUERY = ("ssl_ca_certs", "ssl_check_hostname")
+
+
+@dataclass(frozen=True, slots=True)
+class SentinelUrl:
+    """A `redis+sentinel://` or `rediss+sentinel://` URL, parsed (`parse_sentinel_url`).
+
+    Attributes:
+        sentinels: (host, port) of each Sentinel, in the URL's order.
+        service_name: the name the Sentinels monitor the primary under (`sentinel monitor NAME ...`).
+        db: the database number on the primary.
+        username, password: the primary's credentials (ACL user and password, or `requirepass`).
+        sentinel_password: the Sentinels' own password (their `requirepass`).
+        ssl: TLS to the Sentinels and to the primary (`rediss+sentinel://`).
+        ssl_ca_certs: the CA file that signed the servers' certificates (None: the system's).
+        ssl_check_hostname: check the certificate's name against the address connected to (the primary's is
+            the address the Sentinels report, usually an IP).
+    """
+
+    sentinels: tuple[tuple[str, int], ...]
+    service_name: str
+    db: int = 0
+    username: str | None = field(default=None, repr=False)
+    password: str | None = field(default=None, repr=False)
+    sentinel_password: str | None = field(default=None, repr=False)
+    ssl: bool = False
+    ssl_ca_certs: str | None = None
+    ssl_check_hostname: bool = False
+
+
+def _sentinel_address(text: str) -> tuple[str, int]:
+    """One `host[:port]` or `[ipv6][:port]` of the Sentinel list."""
+    if text.startswith("["):
+        host, bracket, rest = text[1:].partition("]")
+        if not bracket or not host or (rest and not rest.startswith(":")):
+            raise ValueError(f"bad Sentinel address {text!r}: expected [IPv6]:port")
+        port_text = rest[1:] if rest else None
+    else:
+        host, colon, port_text_or_empty = text.partition(":")
+        port_text = port_text_or_empty if colon else None
+        if not host:
+            raise ValueError(f"bad Sentinel address {text!r}: the host is empty")
+    if port_text is None:
+        return host, _SENTINEL_PORT
+    if not port_text.isdigit() or not 0 < int(port_text) < 65536:
+        raise ValueError(f"bad Sentinel address {text!r}: the port must be 1 to 65535")
+    return host, int(port_text)
+
+
+def parse_sentinel_url(url: str) -> SentinelUrl:
+    """Parse `redis+sentinel://[[user]:password@]host[:port][,host[:port]...]/service_name[/db][?query]`.
+
+    The user and password are the primary's; a Sentinel's port defaults to 26379. The query may hold
+    `sentinel_password` (the Sentinels' own password) and, with `rediss+sentinel://` (TLS to the Sentinels and
+    the primary), `ssl_ca_certs` (a file) and `ssl_check_hostname` (true or false, default false). User, password
+    and service name are percent-decoded.
+
+    Raises:
+        ValueError: the URL is not of this form; the message names the part that is wrong.
+    """
+    scheme = next((s for s in SENTINEL_SCHEMES if url.startswith(s)), None)
+    if scheme is None:
+        raise ValueError(f"expected a redis+sentinel:// or rediss+sentinel:// URL, got scheme {url.partition(':')[0]!r}")
+    rest, _, fragment = url[len(scheme):].partition("#")
+    if fragment:
+        raise ValueError("a Sentinel URL has no #fragment")
+    rest, _, query = rest.partition("?")
+    netloc, slash, path = rest.partition("/")
+    userinfo, at, hosts = netloc.rpartition("@")
+    if not at:
+        hosts = netloc
+    username = password = None
+    if at:
+        user, colon, secret = userinfo.partition(":")
+        if not colon:
+            raise ValueError("the credentials of a Sentinel URL are user:password@ or :password@ (no password given)")
+        username = urllib.parse.unquote(user) or None
+        password = urllib.parse.unquote(secret) or None
+    if not hosts:
+        raise ValueError("a Sentinel URL needs at least one Sentinel host:port")
+    sentinels = tuple(_sentinel_address(h) for h in hosts.split(","))
+    parts = path.split("/") if slash else []
+    if not parts or not parts[0]:
+        raise ValueError("a Sentinel URL needs the service name as its path: .../service_name[/db]")
+    if len(parts) > 2 or (len(parts) == 2 and not parts[1].isdigit()):
+        raise ValueError(f"the path of a Sentinel URL is /service_name[/db] with a number as db, got {'/' + path!r}")
+    db = int(parts[1]) if len(parts) == 2 else 0
+    ssl = scheme.startswith("rediss")
+    allowed = _SENTINEL_QUERY + (_SENTINEL_TLS_QUERY if ssl else ())
+    options: dict[str, str] = {}
+    try:
+        pairs = urllib.parse.parse_qsl(query, keep_blank_values=True, strict_parsing=bool(query))
+    except ValueError:
+        raise ValueError(f"the query of a Sentinel URL is not name=value&...: {query!r}") from None
+    for name, value in pairs:
+        if name not in allowed:
+            raise ValueError(f"unknown query parameter {name!r} in a {scheme} URL (known: {', '.join(allowed)})")
+        if name in options:
+            raise ValueError(f"query parameter {name!r} given twice")
+        options[name] = value
+    check = options.get("ssl_check_hostname", "false").lower()
+    if check not in ("true", "false"):
+        raise ValueError(f"ssl_check_hostname is true or false, got {check!r}")
+    return SentinelUrl(sentinels, urllib.parse.unquote(parts[0]), db, username, password,
+                       options.get("sentinel_password"), ssl, options.get("ssl_ca_certs"), check == "true")
 
 
 # ---- the Lua library ---------------------------------------------------------------------------------------
@@ -762,6 +881,11 @@ class ReceiptHit:
         return f"ReceiptHit({self.message_id!r}, {self.part}, {self.record!r}, {self.version})"
 
 
+class _BlockingSentinelPool(redis.asyncio.sentinel.SentinelConnectionPool, redis.asyncio.BlockingConnectionPool):
+    """Connections to the primary that the Sentinels name (each new connection asks them), from a pool that makes
+    a caller wait for a free connection rather than fail, as the store's BlockingConnectionPool does."""
+
+
 class RedisUnavailable(StoreClosed):
     """Redis did not answer a call outside the group commit (connection lost, timeout, failover, an error reply);
     what the call would have written may or may not have been applied. Ask again later."""
@@ -855,7 +979,9 @@ class RedisStore:
     """The store on Redis, shared by the nodes of a deployment (module docstring: rules and key layout).
 
     Args:
-        url: redis://, rediss:// or unix:// URL of the primary.
+        url: redis://, rediss:// or unix:// URL of the primary, or redis+sentinel:// (rediss+sentinel://) URL of
+            the Sentinels that name it (`parse_sentinel_url`): every client then connects to the primary they
+            name, and after a failover to the new one.
         node: this node's name, unique in the deployment (the stream consumer, the writer of a record).
         group: the deployment; keys are prefixed `{prefix}:{{{group}}}:`.
         receipt_wait_s: how long an SMSC message id stays correlated (config messages.receipt_wait_s).
@@ -885,6 +1011,7 @@ class RedisStore:
         if not node or any(c < " " for c in node):
             raise ValueError(f"a node name is required, without control characters: {node!r}")
         self.url = url
+        self.sentinel_url = parse_sentinel_url(url) if url.startswith(SENTINEL_SCHEMES) else None
         self.node = node
         self.group = group
         self.prefix = key_prefix(prefix, group)
@@ -912,6 +1039,8 @@ class RedisStore:
         self._blocking: redis.asyncio.Redis | None = None
         self._committer: redis.asyncio.Redis | None = None
         self._sync: redis.Redis | None = None
+        self._sentinel: redis.asyncio.sentinel.Sentinel | None = None
+        self._sync_sentinel: redis.sentinel.Sentinel | None = None
         self._open = False
         self._reads_only = False
         self._healthy = True
@@ -931,11 +1060,27 @@ class RedisStore:
         return {"protocol": 2, "socket_timeout": self.socket_timeout_s, "socket_connect_timeout": self.socket_timeout_s,
                 "retry": Retry(NoBackoff(), 0), "health_check_interval": 0}
 
+    def _sentinel_options(self, u: SentinelUrl) -> tuple[dict[str, Any], dict[str, Any]]:
+        """The options of the connections to the Sentinels, and those (besides `_options`) to the primary."""
+        tls: dict[str, Any] = {}
+        if u.ssl:
+            tls = {"ssl": True, "ssl_ca_certs": u.ssl_ca_certs, "ssl_check_hostname": u.ssl_check_hostname}
+        return ({**self._options(), "password": u.sentinel_password, **tls},
+                {"db": u.db, "username": u.username, "password": u.password, **tls})
+
     def _sync_client(self) -> redis.Redis:
         if self._sync is None:
             if not (self._open or self._reads_only):
                 raise StoreClosed("the store is not open")
-            self._sync = redis.Redis.from_url(self.url, **self._options())
+            u = self.sentinel_url
+            if u is None:
+                self._sync = redis.Redis.from_url(self.url, **self._options())
+            else:
+                sentinel_options, primary = self._sentinel_options(u)
+                self._sync_sentinel = redis.sentinel.Sentinel(  # type: ignore[no-untyped-call]
+                    u.sentinels, sentinel_kwargs=sentinel_options, **primary)
+                self._sync = self._sync_sentinel.master_for(  # type: ignore[no-untyped-call]
+                    u.service_name, **self._options())
         return self._sync
 
     def open_sync(self) -> None:
@@ -981,12 +1126,31 @@ class RedisStore:
         """Connect, load the functions, then commit batches until cancelled; on cancel, commit what is pending
         (for up to `close_timeout_s`) and close."""
         options = self._options()
-        # Pools that make a caller wait for a free connection rather than fail (the caller owns the timeout).
-        self._client = redis.asyncio.Redis(connection_pool=redis.asyncio.BlockingConnectionPool.from_url(
-            self.url, max_connections=self.max_connections, timeout=None, **options))
-        self._blocking = redis.asyncio.Redis(connection_pool=redis.asyncio.BlockingConnectionPool.from_url(
-            self.url, max_connections=self.max_connections, timeout=None, **{**options, "socket_timeout": None}))
-        self._committer = redis.asyncio.Redis.from_url(self.url, single_connection_client=True, **options)
+        u = self.sentinel_url
+        if u is None:
+            # Pools that make a caller wait for a free connection rather than fail (the caller owns the timeout).
+            self._client = redis.asyncio.Redis(connection_pool=redis.asyncio.BlockingConnectionPool.from_url(
+                self.url, max_connections=self.max_connections, timeout=None, **options))
+            self._blocking = redis.asyncio.Redis(connection_pool=redis.asyncio.BlockingConnectionPool.from_url(
+                self.url, max_connections=self.max_connections, timeout=None, **{**options, "socket_timeout": None}))
+            self._committer = redis.asyncio.Redis.from_url(self.url, single_connection_client=True, **options)
+        else:
+            # The same clients on pools whose connections ask the Sentinels for the primary when they connect. A
+            # connection that gets READONLY (its server was demoted) drops itself and raises ConnectionError, which
+            # `_call_commit` retries (Rule 3); the next connection goes to the primary the Sentinels name then.
+            sentinel_options, primary = self._sentinel_options(u)
+            self._sentinel = redis.asyncio.sentinel.Sentinel(  # type: ignore[no-untyped-call]
+                u.sentinels, sentinel_kwargs=sentinel_options, **primary)
+            self._client = self._sentinel.master_for(u.service_name, connection_pool_class=_BlockingSentinelPool,
+                                                     max_connections=self.max_connections, timeout=None, **options)
+            self._blocking = self._sentinel.master_for(
+                u.service_name, connection_pool_class=_BlockingSentinelPool, max_connections=self.max_connections,
+                timeout=None, **{**options, "socket_timeout": None})
+            # One connection, as WAIT (`_wait_replicas`) counts the replicas that have this connection's writes; a
+            # pool of one rather than single_connection_client, whose connection reconnects to the address it had,
+            # not to the one the Sentinels name (redis-py issue 3874): a pool connects through `connect()`, which asks.
+            self._committer = self._sentinel.master_for(u.service_name, connection_pool_class=_BlockingSentinelPool,
+                                                        max_connections=1, timeout=None, **options)
         try:
             await self._load_functions()
             self._open = True
@@ -1016,10 +1180,16 @@ class RedisStore:
                     if client is not None:
                         with anyio.move_on_after(1):
                             await client.aclose(close_connection_pool=True)
+                if self._sentinel is not None:
+                    with anyio.move_on_after(1):
+                        await self._sentinel.aclose()
                 if self._sync is not None:
                     self._sync.close()
+                if self._sync_sentinel is not None:
+                    self._sync_sentinel.close()
                 self._client = self._committer = self._blocking = None
                 self._sync = None
+                self._sentinel = self._sync_sentinel = None
 
     # ---- writing ---------------------------------------------------------------------------------------
 

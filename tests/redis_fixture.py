@@ -14,6 +14,9 @@ Use it from a test module:
 runs with `appendonly yes` and `appendfsync always`, so a write that Redis acknowledged survives `kill()`
 (SIGKILL) and `restart()`. Without redis-server installed the tests skip, except under SMPPGW_REQUIRE_INTEROP=1
 (CI), where they fail (tests.conftest.require_command).
+
+For Sentinel: `start_replica(directory, primary)` starts a server replicating `primary`, and
+`RedisSentinel.start(directory, primary)` a Sentinel (`redis-server FILE --sentinel`) that monitors it.
 """
 
 from __future__ import annotations
@@ -27,12 +30,13 @@ import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from tests.conftest import require_command
 
-__all__ = ["RedisServer", "redis_server", "unique_group"]
+__all__ = ["RedisSentinel", "RedisServer", "redis_server", "start_replica", "unique_group"]
 
 _groups = itertools.count(1)
 
@@ -136,3 +140,132 @@ def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServ
         yield server
     finally:
         server.stop()
+
+
+def start_replica(directory: Path, primary: RedisServer, *, timeout_s: float = 10.0) -> RedisServer:
+    """Start a server in `directory` that replicates `primary`; returns once its link to the primary is up."""
+    import redis  # here: the module's other helpers need no Redis client
+
+    replica = RedisServer.start(directory)
+    try:
+        # Full syncs at once (Redis waits 5 s by default for more replicas to share one), on both: after a
+        # failover the replica is the primary that syncs the old one.
+        with redis.Redis(host="127.0.0.1", port=primary.port) as other:
+            other.config_set("repl-diskless-sync-delay", 0)
+        client = redis.Redis(host="127.0.0.1", port=replica.port)
+        client.config_set("repl-diskless-sync-delay", 0)
+        client.execute_command("REPLICAOF", "127.0.0.1", primary.port)  # type: ignore[no-untyped-call]
+        deadline = time.monotonic() + timeout_s
+        while client.info("replication").get("master_link_status") != "up":
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"the replica on port {replica.port} did not sync with {primary.port} in time")
+            time.sleep(0.02)
+        client.close()
+    except BaseException:
+        replica.stop()
+        raise
+    return replica
+
+
+class RedisSentinel:
+    """One Sentinel (`redis-server FILE --sentinel`) on 127.0.0.1 that monitors one primary under `service`.
+
+    `down_after_ms` and `failover_timeout_ms` are short so that a test sees a failover within seconds of
+    killing the primary; with `quorum` 1 this Sentinel alone decides it.
+    """
+
+    def __init__(self, executable: str, directory: Path, primary_port: int, *, service: str = "gw",
+                 quorum: int = 1, down_after_ms: int = 500, failover_timeout_ms: int = 2000) -> None:
+        self.executable = executable
+        self.directory = directory
+        self.primary_port = primary_port
+        self.service = service
+        self.quorum = quorum
+        self.down_after_ms = down_after_ms
+        self.failover_timeout_ms = failover_timeout_ms
+        self.port = _free_port()
+        self.process: subprocess.Popen[bytes] | None = None
+
+    @classmethod
+    def start(cls, directory: Path, primary: RedisServer, **kw: Any) -> RedisSentinel:
+        """Start a Sentinel in `directory` monitoring `primary` (skips the test when redis-server is missing);
+        returns once it knows every replica the primary has."""
+        sentinel = cls(require_command("redis-server", "redis-server"), directory, primary.port, **kw)
+        sentinel.launch()
+        return sentinel
+
+    def url(self, db: int = 0) -> str:
+        """The store's URL: redis+sentinel://127.0.0.1:{port}/{service}/{db}."""
+        return f"redis+sentinel://127.0.0.1:{self.port}/{self.service}/{db}"
+
+    def launch(self) -> None:
+        """Write the config (Sentinel rewrites it as it learns) and start; wait until it knows the primary's
+        replicas and has their state, so that a failover has a replica to promote."""
+        import redis
+
+        self.directory.mkdir(parents=True, exist_ok=True)
+        conf = self.directory / "sentinel.conf"
+        n = self.service
+        conf.write_text(f"port {self.port}\nbind 127.0.0.1\ndaemonize no\ndir {self.directory}\n"
+                        f"logfile {self.directory / 'sentinel.log'}\n"
+                        f"sentinel monitor {n} 127.0.0.1 {self.primary_port} {self.quorum}\n"
+                        f"sentinel down-after-milliseconds {n} {self.down_after_ms}\n"
+                        f"sentinel failover-timeout {n} {self.failover_timeout_ms}\n"
+                        f"sentinel parallel-syncs {n} 1\n")
+        self.process = subprocess.Popen([self.executable, str(conf), "--sentinel"], stdout=subprocess.DEVNULL,
+                                        stderr=subprocess.DEVNULL,
+                                        preexec_fn=_die_with_parent if os.name == "posix" else None)
+        primary = redis.Redis(host="127.0.0.1", port=self.primary_port)
+        replicas = int(primary.info("replication").get("connected_slaves", 0))
+        primary.close()
+        client = redis.Redis(host="127.0.0.1", port=self.port, socket_timeout=1.0)
+        deadline = time.monotonic() + 15.0
+        try:
+            while True:
+                if self.process.poll() is not None:
+                    log = (self.directory / "sentinel.log").read_text(errors="replace")[-2000:]
+                    raise RuntimeError(f"the Sentinel exited with {self.process.returncode}: {log}")
+                try:
+                    # Known, linked and recently heard from (INFO): only such a replica is promoted.
+                    ready = [r for r in client.sentinel_slaves(n) if not r["is_disconnected"] and not r["is_sdown"]
+                             and r["master-link-status"] == "ok" and int(r["info-refresh"]) < 5000]
+                    if len(ready) >= replicas:
+                        return
+                except (redis.exceptions.ConnectionError, redis.exceptions.ResponseError):
+                    pass
+                if time.monotonic() > deadline:
+                    self.stop()
+                    raise RuntimeError(f"the Sentinel did not see {replicas} replicas of {n} within 15 s")
+                time.sleep(0.05)
+        finally:
+            client.close()
+
+    def primary_address(self) -> tuple[str, int] | None:
+        """The primary this Sentinel names now (SENTINEL GET-MASTER-ADDR-BY-NAME), None when it does not answer."""
+        import redis
+
+        client = redis.Redis(host="127.0.0.1", port=self.port, socket_timeout=1.0)
+        try:
+            got = client.sentinel_get_master_addr_by_name(self.service)
+        except redis.exceptions.ConnectionError:
+            return None
+        finally:
+            client.close()
+        if not got:
+            return None
+        host = got[0].decode() if isinstance(got[0], bytes) else str(got[0])
+        return host, int(got[1])
+
+    def log_tail(self, chars: int = 2000) -> str:
+        path = self.directory / "sentinel.log"
+        return path.read_text(errors="replace")[-chars:] if path.exists() else ""
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(10)
+        self.process = None
