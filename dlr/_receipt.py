@@ -103,8 +103,9 @@ class Receipt:
         message_state: the message_state TLV (§5.2.28); None when absent.
         err: the `err:` value as written ("000", "0", "375"); None when absent.
         network_error: the network_error_code TLV; None when absent.
-        submit_date: `submit date:` as a naive datetime; None when absent or unreadable.
-        done_date: `done date:` likewise.
+        submit_date_text: `submit date:` as written; None when absent. The `submit_date` property reads it as a
+            naive datetime (None when absent or unreadable), only when asked: most receipts are never asked.
+        done_date_text: `done date:` likewise, and the `done_date` property.
         sub: `sub:` (messages submitted); None when absent.
         dlvrd: `dlvrd:` (messages delivered); None when absent.
         text: `text:` (the first characters of the message), stripped; None when absent.
@@ -123,8 +124,8 @@ class Receipt:
     message_state: int | None = None
     err: str | None = None
     network_error: NetworkError | None = None
-    submit_date: datetime | None = None
-    done_date: datetime | None = None
+    submit_date_text: str | None = None
+    done_date_text: str | None = None
     sub: int | None = None
     dlvrd: int | None = None
     text: str | None = None
@@ -132,6 +133,16 @@ class Receipt:
     raw_text: str = ""
     source_addr: str = ""
     destination_addr: str = ""
+
+    @property
+    def submit_date(self) -> datetime | None:
+        """`submit date:` as a naive datetime; None when absent or unreadable."""
+        return _date_value(self.submit_date_text)
+
+    @property
+    def done_date(self) -> datetime | None:
+        """`done date:` as a naive datetime; None when absent or unreadable."""
+        return _date_value(self.done_date_text)
 
     @property
     def is_intermediate(self) -> bool:
@@ -309,8 +320,8 @@ def _build(text: str, fields: dict[str, str], extra: list[tuple[str, str]], *, k
         message_state=state,
         err=_first_token(fields.get("err")),
         network_error=network_error,
-        submit_date=_date_value(fields.get("submit date")),
-        done_date=_date_value(fields.get("done date")),
+        submit_date_text=fields.get("submit date"),
+        done_date_text=fields.get("done date"),
         sub=_int_value(fields.get("sub")),
         dlvrd=_int_value(fields.get("dlvrd")),
         text=fields.get("text"),
