@@ -410,8 +410,8 @@ def tune_gc() -> None:
     """Collect cycles less often than CPython's default (700, 10, 10), and never look at what exists at start.
 
     The daemon keeps tens of thousands of messages alive, each a few objects, so the default thresholds make the
-    collector walk that heap again and again: with them the end-to-end benchmark spent 145 to 170 us of gateway
-    CPU per message, with these 116 to 123 us (bench/RESULTS.md). Cycles are still collected: the first
+    collector walk that heap again and again: with them the end-to-end benchmark (bench/e2e.py, batches) spent
+    145 to 170 us of gateway CPU per message, with these 116 to 135 us. Cycles are still collected: the first
     generation every 50,000 allocations, a full collection every 100 million (tens of seconds under load).
     Once the gateway has started, `serve_until_signalled` calls `gc.freeze()`: the modules, the config, the
     routing tables (a million prefixes are millions of objects) and everything else made at start leave the
