@@ -287,7 +287,7 @@ async def test_a_billing_node_that_loses_its_lease_exits_for_a_restart(tmp_path:
     async with running_simulator(sim_config()) as sim:
         cfg = gateway_config(tmp_path, sim)
         cfg.update(node="gw1", store={"backend": "redis", "redis_url": redis_server.url, "redis_group": group},
-                   cluster={"heartbeat_s": 0.2, "node_timeout_s": 1.0}, logging={"level": "info"})
+                   cluster={"heartbeat_s": 0.2, "node_timeout_s": 2.0}, logging={"level": "info"})
         cfg["accounts"][0]["callback"] = {}
         path = tmp_path / "gw1.yaml"
         path.write_text(yaml.safe_dump(cfg))

@@ -43,7 +43,7 @@ def node(tmp_path: Path, sim: RunningSimulator, redis: RedisServer, group: str, 
     cfg["accounts"][0]["callback"] = {}
     cfg["node"] = name
     cfg["store"] = {"backend": "redis", "redis_url": redis.url, "redis_group": group}
-    cfg["cluster"] = {"heartbeat_s": 0.2, "node_timeout_s": 1.0}
+    cfg["cluster"] = {"heartbeat_s": 0.25, "node_timeout_s": 2.0}
     return cfg
 
 

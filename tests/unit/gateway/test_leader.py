@@ -23,7 +23,7 @@ _ = (anyio_backend, group, redis_server)
 def leader(store: Any, name: str, port: int) -> BillingLeader:
     gw = SimpleNamespace(store=SimpleNamespace(inner=store), http=Listening("127.0.0.1", port),
                          config=SimpleNamespace(node=name, cluster=ClusterConfig()))
-    return BillingLeader(gw, heartbeat_s=0.05, ttl_s=0.3)  # type: ignore[arg-type]
+    return BillingLeader(gw, heartbeat_s=0.1, ttl_s=1.0)  # type: ignore[arg-type]
 
 
 async def test_one_holder_the_other_follows_and_takes_over_after_a_clean_stop(redis_server: RedisServer,
@@ -48,7 +48,7 @@ async def test_one_holder_the_other_follows_and_takes_over_after_a_clean_stop(re
                 while second.leader != "a":
                     await anyio.sleep(0.01)
             assert second.leader_url == "http://127.0.0.1:8001" and not second.is_leader
-            await anyio.sleep(0.5)  # renewals keep it: the TTL is 0.3 s
+            await anyio.sleep(1.5)  # renewals keep it: the TTL is 1 s
             assert first.is_leader and not second.is_leader and started == ["a"]
             first_scope.cancel()  # a clean stop: the lease is released
             with anyio.fail_after(2):
