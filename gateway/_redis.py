@@ -264,7 +264,8 @@ def parse_sentinel_url(url: str) -> SentinelUrl:
     try:
         pairs = urllib.parse.parse_qsl(query, keep_blank_values=True, strict_parsing=bool(query))
     except ValueError:
-        raise ValueError("the query of a Sentinel URL is not name=value&...") from None  # not shown: it may hold a password
+        # The query is not shown: it may hold a password.
+        raise ValueError("the query of a Sentinel URL is not name=value&...") from None
     for name, value in pairs:
         if name not in allowed:
             raise ValueError(f"unknown query parameter {name!r} in a {scheme} URL (known: {', '.join(allowed)})")
