@@ -278,6 +278,7 @@ class Cluster:
         self.claim_batch = claim_batch
         self.claimed_total = 0
         self.reclaimed_total = 0
+        self.mo_backlog = 0  # entries of the `mo` stream at the last heartbeat
         self._limiter: Any = None
         self._buckets: dict[str, AccountConfig] = {}
         store.on_parked = self._apply_parked
@@ -322,6 +323,8 @@ class Cluster:
             await anyio.sleep(self.heartbeat_s)
             try:
                 await self.store.inner.heartbeat(self.node_timeout_s)
+                # MO parts not taken yet by the billing node, or taken and not finished (metrics, alerts).
+                self.mo_backlog = (await self.store.inner.queue_statistics(MO_STREAM)).length
             except Exception:
                 log.warning("cluster: heartbeat failed", exc_info=True)
 
@@ -541,4 +544,5 @@ class Cluster:
 
     def statistics(self) -> dict[str, int]:
         return {"claimed": self.claimed_total, "reclaimed": self.reclaimed_total, "conflicts": self.store.conflicts,
-                "owned": len(self.store.entries), "parked_applied": self.store.parked_applied}
+                "owned": len(self.store.entries), "parked_applied": self.store.parked_applied,
+                "mo_backlog": self.mo_backlog}

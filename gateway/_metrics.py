@@ -318,7 +318,10 @@ class _GatewayCollector(Collector):
         followed = _counter("smppgw_cluster_consent_followed_total",
                             "Consent records made on another node and applied here.")
         followed.add_metric([], gw.consent.followed_total)
-        yield from (billing, claimed, reclaimed, conflicts, parked, forwarded, followed)
+        mo_backlog = _gauge("smppgw_cluster_mo_backlog", "MO parts in the cluster's mo stream: received by a node and "
+                            "not yet finished by the billing node (read at each heartbeat).")
+        mo_backlog.add_metric([], s["mo_backlog"])
+        yield from (billing, claimed, reclaimed, conflicts, parked, forwarded, followed, mo_backlog)
 
     @staticmethod
     def _latency(m: Metrics) -> Iterator[Metric]:

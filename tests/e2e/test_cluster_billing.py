@@ -82,6 +82,7 @@ async def test_billing_flows_run_on_one_node_and_follow_it_when_it_stops(tmp_pat
         for n, expected in ((leader, "1.0"), (follower, "0.0")):
             metrics = (await n.api.get("/metrics")).text
             assert f"smppgw_cluster_billing_node {expected}" in metrics
+            assert "smppgw_cluster_mo_backlog " in metrics
 
         # MO JOIN (received by either node), the handshake MT, the handset's YES, one charge.
         msisdn = "447900000101"
