@@ -8,7 +8,8 @@
                 running_gateway(gateway_config(tmp_path, sim, callback_url=sink.url)) as gw:
             r = await gw.api.post("/v1/messages", json={...})
 
-Shutdown comes from an event, never a signal (STYLE.md, tests/e2e).
+Shutdown comes from an event, never a signal (STYLE.md, tests/e2e). For a test that kills the gateway,
+`gateway_process` runs `smppgw run` in a process of its own and `listening_url` reads where it listens.
 """
 
 from __future__ import annotations
@@ -17,6 +18,9 @@ import functools
 import hashlib
 import hmac
 import json
+import re
+import subprocess
+import sys
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass, field
@@ -36,7 +40,8 @@ from gateway._daemon import Gateway, serve
 from gateway._http import run_http
 from tests.e2e.simulator_fixture import RunningSimulator, anyio_backend
 
-__all__ = ["API_KEY", "CallbackSink", "RunningGateway", "anyio_backend", "gateway_config", "running_gateway"]
+__all__ = ["API_KEY", "CallbackSink", "RunningGateway", "anyio_backend", "gateway_config", "gateway_process",
+           "listening_url", "running_gateway", "signature_ok"]
 
 API_KEY = "e2e-key"
 CALLBACK_SECRET = "e2e-callback-secret"
@@ -158,10 +163,7 @@ class CallbackSink:
     async def _receive(self, request: Request) -> Response:
         self.requests += 1
         body = await request.body()
-        ts = request.headers.get("x-smppgw-timestamp", "")
-        expected = "sha256=" + hmac.new(CALLBACK_SECRET.encode(), ts.encode() + b"." + body,
-                                        hashlib.sha256).hexdigest()
-        if not hmac.compare_digest(expected, request.headers.get("x-smppgw-signature", "")):
+        if not signature_ok(CALLBACK_SECRET, request, body):
             self.bad_signatures += 1
             return Response(status_code=401)
         if self.fail_next > 0:
@@ -202,3 +204,40 @@ def _no_signals() -> Iterator[None]:
 
 
 _ = anyio_backend  # re-exported for test modules
+
+
+def signature_ok(secret: str, request: Request, body: bytes) -> bool:
+    """Whether `request` carries the gateway's signature of `body` under `secret` (computed here, not with the
+    gateway's own function: docs/callbacks.md is what the test holds it to)."""
+    ts = request.headers.get("x-smppgw-timestamp", "")
+    expected = "sha256=" + hmac.new(secret.encode(), ts.encode() + b"." + body, hashlib.sha256).hexdigest()
+    return hmac.compare_digest(expected, request.headers.get("x-smppgw-signature", ""))
+
+
+@contextmanager
+def gateway_process(cfg_path: Path, log_path: Path) -> Iterator[subprocess.Popen[bytes]]:
+    """`smppgw run -c cfg_path --http 127.0.0.1:0` in a process of its own, its output appended to `log_path`;
+    killed (SIGKILL) if it still runs when the block ends."""
+    log = log_path.open("ab")
+    proc = subprocess.Popen([sys.executable, "-m", "gateway.cli", "run", "-c", str(cfg_path), "--http", "127.0.0.1:0"],
+                            stdout=log, stderr=subprocess.STDOUT, cwd=Path(__file__).resolve().parents[2])
+    try:
+        yield proc
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        proc.wait(10)
+        log.close()
+
+
+async def listening_url(log_path: Path, proc: subprocess.Popen[bytes], seen: int = 0) -> str:
+    """The base URL of the HTTP API from the 'http api listening on' lines of `log_path`: the one after the first
+    `seen` of them (a log appended to by several starts). Fails when the process exits first."""
+    with anyio.fail_after(20):
+        while True:
+            found = re.findall(r"http api listening on (http://127\.0\.0\.1:\d+)", log_path.read_text(errors="replace"))
+            if len(found) > seen:
+                return str(found[seen])
+            if proc.poll() is not None:
+                raise AssertionError(f"gateway exited early:\n{log_path.read_text(errors='replace')[-3000:]}")
+            await anyio.sleep(0.05)

@@ -11,10 +11,8 @@ from __future__ import annotations
 import functools
 import re
 import signal
-import subprocess
-import sys
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
-from contextlib import asynccontextmanager, contextmanager
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
@@ -25,11 +23,17 @@ import httpx
 import pytest
 import yaml
 
-from gateway import _pin, _services
 from gateway._config import hash_api_key, parse_config
-from gateway._daemon import Gateway, serve
+from gateway._daemon import Gateway
 from gateway._http import run_http
-from tests.e2e.gateway_fixture import API_KEY, RunningGateway, anyio_backend, gateway_config
+from tests.e2e.gateway_fixture import (
+    API_KEY,
+    anyio_backend,
+    gateway_config,
+    gateway_process,
+    listening_url,
+    running_gateway,
+)
 from tests.e2e.simulator_fixture import RunningSimulator, make_config, running_simulator
 
 pytestmark = pytest.mark.anyio
@@ -70,61 +74,6 @@ def config(tmp_path: Path, sim: RunningSimulator, **overrides: Any) -> dict[str,
     cfg = gateway_config(tmp_path, sim, **overrides)
     cfg["accounts"][0]["callback"] = {}
     return cfg
-
-
-def install(gw: Gateway) -> None:
-    """What the daemon installs for issue 5 (idempotent: the daemon may have done it already)."""
-    _services.install(gw)
-    _pin.install(gw)
-
-
-def once(run: Callable[..., Awaitable[None]]) -> Callable[..., Awaitable[None]]:
-    """`run` started at most once, whoever starts it (the daemon, or the test when the daemon does not)."""
-    started = False
-
-    async def guarded(*, task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
-        nonlocal started
-        if started:
-            task_status.started()
-            return
-        started = True
-        await run(task_status=task_status)
-
-    return guarded
-
-
-async def start_billing_tasks(gw: Gateway, tg: anyio.abc.TaskGroup) -> None:
-    for run in (gw.mo.run, gw.extensions["charging"].run, gw.extensions["subscriptions"].run,
-                gw.extensions["services"].run):
-        await tg.start(run)
-
-
-@asynccontextmanager
-async def billing_gateway(cfg: dict[str, Any]) -> AsyncIterator[RunningGateway]:
-    gw = Gateway(parse_config(cfg, base_dir=Path(cfg["store"]["path"]).parent))
-    install(gw)
-    gw.mo.run = once(gw.mo.run)  # type: ignore[method-assign,assignment]
-    stop = anyio.Event()
-
-    async def http(gw: Gateway, *, task_status: anyio.abc.TaskStatus[Any] = anyio.TASK_STATUS_IGNORED) -> None:
-        await run_http(gw, listen="127.0.0.1:0", task_status=task_status)
-
-    async with anyio.create_task_group() as tg:
-        async def daemon(*, task_status: anyio.abc.TaskStatus[Any] = anyio.TASK_STATUS_IGNORED) -> None:
-            await serve(gw, stop.wait, http=http, task_status=task_status)
-            tg.cancel_scope.cancel()
-
-        await tg.start(daemon)
-        await start_billing_tasks(gw, tg)
-        assert gw.http is not None
-        async with httpx.AsyncClient(base_url=f"http://{gw.http.host}:{gw.http.port}",
-                                     headers={"Authorization": f"Bearer {API_KEY}"}, timeout=10) as api:
-            running = RunningGateway(gw, f"http://{gw.http.host}:{gw.http.port}", api)
-            await running.wait_ready()
-            try:
-                yield running
-            finally:
-                stop.set()
 
 
 async def eventually(check: Callable[[], Awaitable[Any]], timeout_s: float = 15.0) -> Any:
@@ -185,7 +134,7 @@ async def subscriptions(api: httpx.AsyncClient, msisdn: str) -> list[dict[str, A
 async def test_join_handshake_handset_yes_charged_receipt_active(tmp_path: Path) -> None:
     msisdn = "447900000001"
     async with running_simulator(sim_config()) as sim, sim.http() as http, \
-            billing_gateway(config(tmp_path, sim, billing=billing())) as gw:
+            running_gateway(config(tmp_path, sim, billing=billing())) as gw:
         await send_mo(http, msisdn, "join")
         [confirm] = await wait_mt(http, msisdn, "Reply YES")
         assert confirm["source"] == SHORTCODE and confirm.get("service_type", "") == ""  # free
@@ -217,7 +166,7 @@ async def test_join_handshake_handset_yes_charged_receipt_active(tmp_path: Path)
 async def test_insufficient_funds_falls_back_then_suspends(tmp_path: Path) -> None:
     msisdn = "447900000002"
     async with running_simulator(sim_config(balances={msisdn: 0})) as sim, sim.http() as http, \
-            billing_gateway(config(tmp_path, sim, billing=billing())) as gw:
+            running_gateway(config(tmp_path, sim, billing=billing())) as gw:
         await send_mo(http, msisdn, "JOIN")
         entries = await settled(gw.api, msisdn, 2)
         assert [(e["amount"], e["state"], e["reason"]) for e in entries] == [
@@ -237,7 +186,7 @@ async def test_insufficient_funds_falls_back_then_suspends(tmp_path: Path) -> No
 async def test_late_yes_gets_an_explanation_and_no_charge(tmp_path: Path) -> None:
     msisdn = "447700900300"  # no handset rule: the test answers
     async with running_simulator(sim_config()) as sim, sim.http() as http, \
-            billing_gateway(config(tmp_path, sim, billing=billing(handshake_ttl_s=1))) as gw:
+            running_gateway(config(tmp_path, sim, billing=billing(handshake_ttl_s=1))) as gw:
         await send_mo(http, msisdn, "JOIN")
         await wait_mt(http, msisdn, "Reply YES")
         await anyio.sleep(1.2)
@@ -251,7 +200,7 @@ async def test_late_yes_gets_an_explanation_and_no_charge(tmp_path: Path) -> Non
 async def test_two_yes_at_once_charge_once(tmp_path: Path) -> None:
     msisdn = "447700900400"
     async with running_simulator(sim_config()) as sim, sim.http() as http, \
-            billing_gateway(config(tmp_path, sim, billing=billing())) as gw:
+            running_gateway(config(tmp_path, sim, billing=billing())) as gw:
         await send_mo(http, msisdn, "JOIN")
         await wait_mt(http, msisdn, "Reply YES")
         async with anyio.create_task_group() as tg:
@@ -273,7 +222,7 @@ async def test_pin_flow_wrong_pin_too_many_attempts_and_expiry(tmp_path: Path) -
     cfg = billing()
     cfg["pin"]["ttl_s"] = 3
     async with running_simulator(sim_config()) as sim, sim.http() as http, \
-            billing_gateway(config(tmp_path, sim, billing=cfg)) as gw:
+            running_gateway(config(tmp_path, sim, billing=cfg)) as gw:
         async def start(msisdn: str) -> tuple[str, str]:
             r = await gw.api.post("/v1/verifications", json={"msisdn": msisdn, "service": "news"})
             assert r.status_code == 202, r.text
@@ -318,7 +267,7 @@ async def test_renewal_fails_for_funds_then_succeeds_on_retry(tmp_path: Path) ->
     msisdn = "447900000006"
     cfg = billing(period_s=2.5, fallback_prices=[], renewal={"retry_attempts": 2, "retry_spacing_s": 1})
     async with running_simulator(sim_config()) as sim, sim.http() as http, \
-            billing_gateway(config(tmp_path, sim, billing=cfg)) as gw:
+            running_gateway(config(tmp_path, sim, billing=cfg)) as gw:
         await send_mo(http, msisdn, "JOIN")
         [first] = await settled(gw.api, msisdn, 1)
         assert first["state"] == "charged"
@@ -336,78 +285,6 @@ async def test_renewal_fails_for_funds_then_succeeds_on_retry(tmp_path: Path) ->
 
 
 # ---- kill -9 in the middle of a charge ---------------------------------------------------------------------------
-
-# Runs the daemon as `smppgw run` does, with the billing flows installed and their tasks started when the daemon
-# does not start them itself (the same guards as billing_gateway above).
-LAUNCHER = """
-import sys
-import anyio
-from gateway import _cli_run, _daemon, _pin, _services
-
-_init = _daemon.Gateway.__init__
-_serve = _daemon.serve
-
-
-def init(self, *args, **kwargs):
-    _init(self, *args, **kwargs)
-    _services.install(self)
-    _pin.install(self)
-    run, started = self.mo.run, []
-
-    async def once(*, task_status=anyio.TASK_STATUS_IGNORED):
-        if started:
-            task_status.started()
-            return
-        started.append(True)
-        await run(task_status=task_status)
-
-    self.mo.run = once
-
-
-async def serve(gw, shutdown, **kwargs):
-    task_status = kwargs.pop("task_status", anyio.TASK_STATUS_IGNORED)
-    async with anyio.create_task_group() as tg:
-        async def daemon(*, task_status):
-            await _serve(gw, shutdown, task_status=task_status, **kwargs)
-            tg.cancel_scope.cancel()
-
-        started = await tg.start(daemon)
-        for run in (gw.mo.run, gw.extensions["charging"].run, gw.extensions["subscriptions"].run,
-                    gw.extensions["services"].run):
-            await tg.start(run)
-        task_status.started(started)
-
-
-_daemon.Gateway.__init__ = init
-_daemon.serve = serve
-sys.exit(_cli_run.main(sys.argv[1:]))
-"""
-
-
-@contextmanager
-def gateway_process(cfg_path: Path, log_path: Path) -> Iterator[subprocess.Popen[bytes]]:
-    log = log_path.open("ab")
-    proc = subprocess.Popen([sys.executable, "-c", LAUNCHER, "run", "-c", str(cfg_path), "--http", "127.0.0.1:0"],
-                            stdout=log, stderr=subprocess.STDOUT, cwd=Path(__file__).resolve().parents[2])
-    try:
-        yield proc
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-        proc.wait(10)
-        log.close()
-
-
-async def wait_url(log_path: Path, proc: subprocess.Popen[bytes], seen: int) -> str:
-    with anyio.fail_after(20):
-        while True:
-            found = re.findall(r"http api listening on (http://127\.0\.0\.1:\d+)", log_path.read_text(errors="replace"))
-            if len(found) > seen:
-                return str(found[seen])
-            if proc.poll() is not None:
-                raise AssertionError(f"gateway exited early:\n{log_path.read_text(errors='replace')[-3000:]}")
-            await anyio.sleep(0.05)
-
 
 @asynccontextmanager
 async def ready_api(url: str) -> AsyncIterator[httpx.AsyncClient]:
@@ -428,7 +305,7 @@ async def test_kill_9_during_a_charge_leaves_it_unknown_and_never_charges_twice(
         cfg_path.write_text(yaml.safe_dump(cfg))
         log_path = tmp_path / "gateway.log"
         with gateway_process(cfg_path, log_path) as first:
-            async with ready_api(await wait_url(log_path, first, 0)) as api:
+            async with ready_api(await listening_url(log_path, first)) as api:
                 r = await api.post("/v1/verifications", json={"msisdn": msisdn, "service": "news"})
                 assert r.status_code == 202, r.text
                 vid = r.json()["id"]
@@ -445,7 +322,7 @@ async def test_kill_9_during_a_charge_leaves_it_unknown_and_never_charges_twice(
             first.wait(10)
         assert (await http.delete("/faults/esme")).status_code == 200
         with gateway_process(cfg_path, log_path) as second:
-            async with ready_api(await wait_url(log_path, second, 1)) as api:
+            async with ready_api(await listening_url(log_path, second, 1)) as api:
                 [entry] = await settled(api, msisdn, 1)
                 assert (entry["state"], entry["reason"]) == ("unknown", "outcome_unknown")
                 msg = (await api.get(f"/v1/messages/{entry['message_id']}")).json()
@@ -481,8 +358,7 @@ def test_schemathesis_on_the_billing_routes(tmp_path: Path) -> None:
            "numbering": {"default_country": "GB", "countries": [{"country": "GB", "country_code": "44",
                                                                   "trunk_prefix": "0"}]},
            "store": {"path": str(tmp_path / "gw.db")}, "billing": billing()}
-    gw = Gateway(parse_config(cfg, base_dir=tmp_path))
-    install(gw)
+    gw = Gateway(parse_config(cfg, base_dir=tmp_path))  # installs the billing flows and their routes
 
     @asynccontextmanager
     async def serving() -> AsyncIterator[str]:

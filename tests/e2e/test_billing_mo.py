@@ -3,8 +3,6 @@ a local application with retries and one reply, auto-reply, long MOs, and an MO 
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import json
 import socket
 import time
@@ -30,7 +28,7 @@ from gateway._daemon import Gateway, serve
 from gateway._http import run_http
 from gateway._mo import MoRecord, mo_doc
 from gateway._store import SqliteStore, Writes
-from tests.e2e.gateway_fixture import API_KEY, RunningGateway, anyio_backend, gateway_config
+from tests.e2e.gateway_fixture import API_KEY, RunningGateway, anyio_backend, gateway_config, signature_ok
 from tests.e2e.simulator_fixture import RunningSimulator, make_config, running_simulator
 
 pytestmark = pytest.mark.anyio
@@ -55,10 +53,7 @@ class App:
     async def receive(self, request: Request) -> Response:
         self.attempts += 1
         body = await request.body()
-        ts = request.headers.get("x-smppgw-timestamp", "")
-        expected = "sha256=" + hmac.new(FORWARD_SECRET.encode(), ts.encode() + b"." + body,
-                                        hashlib.sha256).hexdigest()
-        if not hmac.compare_digest(expected, request.headers.get("x-smppgw-signature", "")):
+        if not signature_ok(FORWARD_SECRET, request, body):
             self.bad_signatures += 1
             return Response(status_code=401)
         if self.fail_next > 0:

@@ -8,13 +8,10 @@ mid-load loses nothing: the other node takes over what it had claimed, and no me
 from __future__ import annotations
 
 import collections
-import re
 import signal
-import subprocess
-import sys
 import time
-from collections.abc import AsyncIterator, Iterator
-from contextlib import AsyncExitStack, asynccontextmanager, contextmanager
+from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack, asynccontextmanager
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +27,8 @@ from tests.e2e.gateway_fixture import (
     RunningGateway,
     anyio_backend,
     gateway_config,
+    gateway_process,
+    listening_url,
     running_gateway,
 )
 from tests.e2e.simulator_fixture import RunningSimulator, make_config, running_simulator
@@ -153,31 +152,6 @@ async def test_a_per_account_limit_holds_across_both_nodes(tmp_path: Path, redis
 # ---- kill -9 of a node mid-load (real processes) --------------------------------------------------------
 
 
-@contextmanager
-def node_process(cfg_path: Path, log_path: Path) -> Iterator[subprocess.Popen[bytes]]:
-    log = log_path.open("ab")
-    proc = subprocess.Popen([sys.executable, "-m", "gateway.cli", "run", "-c", str(cfg_path), "--http", "127.0.0.1:0"],
-                            stdout=log, stderr=subprocess.STDOUT, cwd=Path(__file__).resolve().parents[2])
-    try:
-        yield proc
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-        proc.wait(10)
-        log.close()
-
-
-async def base_url(log_path: Path, proc: subprocess.Popen[bytes]) -> str:
-    with anyio.fail_after(20):
-        while True:
-            found = re.findall(r"http api listening on (http://127\.0\.0\.1:\d+)", log_path.read_text(errors="replace"))
-            if found:
-                return found[-1]
-            if proc.poll() is not None:
-                raise AssertionError(log_path.read_text(errors="replace")[-3000:])
-            await anyio.sleep(0.05)
-
-
 async def test_kill_9_of_a_node_mid_load_loses_nothing_and_sends_nothing_twice(
         tmp_path: Path, redis_server: RedisServer) -> None:
     group = unique_group("k9")
@@ -196,9 +170,9 @@ async def test_kill_9_of_a_node_mid_load_loses_nothing_and_sends_nothing_twice(
             path.write_text(yaml.safe_dump(cfg))
             paths[name] = path
         accepted: list[str] = []
-        with node_process(paths["gw1"], tmp_path / "gw1.log") as p1, \
-                node_process(paths["gw2"], tmp_path / "gw2.log") as p2:
-            urls = [await base_url(tmp_path / "gw1.log", p1), await base_url(tmp_path / "gw2.log", p2)]
+        with gateway_process(paths["gw1"], tmp_path / "gw1.log") as p1, \
+                gateway_process(paths["gw2"], tmp_path / "gw2.log") as p2:
+            urls = [await listening_url(tmp_path / "gw1.log", p1), await listening_url(tmp_path / "gw2.log", p2)]
             headers = {"Authorization": f"Bearer {API_KEY}"}
             async with httpx.AsyncClient(headers=headers, timeout=10) as http:
                 with anyio.fail_after(20):
@@ -292,7 +266,7 @@ async def test_a_billing_node_that_loses_its_lease_exits_for_a_restart(tmp_path:
         path = tmp_path / "gw1.yaml"
         path.write_text(yaml.safe_dump(cfg))
         log_path = tmp_path / "gw1.log"
-        with node_process(path, log_path) as proc:
+        with gateway_process(path, log_path) as proc:
             with anyio.fail_after(20):
                 while "is the billing node now" not in log_path.read_text(errors="replace"):
                     assert proc.poll() is None, log_path.read_text(errors="replace")[-3000:]

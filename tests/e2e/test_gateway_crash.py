@@ -7,12 +7,7 @@ it was on the wire at the kill, so at most the windows' worth (sessions x window
 from __future__ import annotations
 
 import collections
-import re
 import signal
-import subprocess
-import sys
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +16,7 @@ import httpx
 import pytest
 import yaml
 
-from tests.e2e.gateway_fixture import API_KEY, anyio_backend, gateway_config
+from tests.e2e.gateway_fixture import API_KEY, anyio_backend, gateway_config, gateway_process, listening_url
 from tests.e2e.simulator_fixture import RunningSimulator, make_config, running_simulator
 
 pytestmark = pytest.mark.anyio
@@ -30,32 +25,6 @@ _ = anyio_backend
 FINAL = {"delivered", "undeliverable", "expired", "rejected", "failed", "unknown", "cancelled"}
 WINDOW = 20
 SESSIONS = 2
-
-
-@contextmanager
-def gateway_process(cfg_path: Path, log_path: Path) -> Iterator[subprocess.Popen[bytes]]:
-    log = log_path.open("ab")
-    proc = subprocess.Popen([sys.executable, "-m", "gateway.cli", "run", "-c", str(cfg_path), "--http", "127.0.0.1:0"],
-                            stdout=log, stderr=subprocess.STDOUT, cwd=Path(__file__).resolve().parents[2])
-    try:
-        yield proc
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-        proc.wait(10)
-        log.close()
-
-
-async def wait_port(log_path: Path, proc: subprocess.Popen[bytes], seen: int) -> str:
-    """The base URL from the newest 'http api listening on' line after the first `seen` of them."""
-    with anyio.fail_after(20):
-        while True:
-            found = re.findall(r"http api listening on (http://127\.0\.0\.1:\d+)", log_path.read_text(errors="replace"))
-            if len(found) > seen:
-                return found[seen]
-            if proc.poll() is not None:
-                raise AssertionError(f"gateway exited early:\n{log_path.read_text(errors='replace')[-3000:]}")
-            await anyio.sleep(0.05)
 
 
 async def wait_ready(api: httpx.AsyncClient) -> None:
@@ -82,7 +51,7 @@ async def test_kill_9_during_load_loses_nothing_and_resends_at_most_the_windows(
         log_path = tmp_path / "gateway.log"
         accepted: list[str] = []
         with gateway_process(cfg_path, log_path) as first:
-            url = await wait_port(log_path, first, 0)
+            url = await listening_url(log_path, first)
             async with httpx.AsyncClient(base_url=url, headers={"Authorization": f"Bearer {API_KEY}"},
                                          timeout=10) as api:
                 await wait_ready(api)
@@ -103,7 +72,7 @@ async def test_kill_9_during_load_loses_nothing_and_resends_at_most_the_windows(
         async with sim.http() as http:
             before = len((await http.get("/messages", params={"limit": 10000})).json()["messages"])
         with gateway_process(cfg_path, log_path) as second:
-            url = await wait_port(log_path, second, 1)
+            url = await listening_url(log_path, second, 1)
             async with httpx.AsyncClient(base_url=url, headers={"Authorization": f"Bearer {API_KEY}"},
                                          timeout=10) as api:
                 await wait_ready(api)
