@@ -526,6 +526,21 @@ class _Builder:
         return parts
 
 
+def add_routes(extensions: dict[str, Any], make_routes: Callable[[Any], list[Any]],
+               openapi: tuple[dict[str, Any], dict[str, Any]]) -> None:
+    """Hang an extension's HTTP routes and their OpenAPI paths and schemas on the gateway's `extensions`, where
+    the HTTP app (`_http.create_app`) and its /openapi.json find them.
+
+    Args:
+        make_routes: called with the app's API object; returns Starlette routes.
+        openapi: (paths, schemas) describing them.
+    """
+    extensions.setdefault("http_routes", []).append(make_routes)
+    paths, schemas = openapi
+    extensions.setdefault("openapi_paths", {}).update(paths)
+    extensions.setdefault("openapi_schemas", {}).update(schemas)
+
+
 def check_url(url: str, name: str = "callback_url") -> None:
     """Refuse anything but an absolute http(s) URL, naming the field.
 

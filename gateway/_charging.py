@@ -36,7 +36,7 @@ from starlette.routing import Route
 
 from routing import mask_msisdn
 
-from ._accept import ApiError
+from ._accept import ApiError, add_routes
 from ._config import AccountConfig, Config, OperatorConfig, ServiceConfig
 from ._consent import service_account
 from ._model import Message, MessageStatus, iso_time
@@ -828,8 +828,5 @@ def install(gw: Gateway) -> Charging:
     ext = gw.extensions
     ext["charging"] = charging
     gw.core.final_hooks.append(charging.on_final)
-    ext.setdefault("http_routes", []).append(charging.routes)
-    paths, schemas = openapi()
-    ext.setdefault("openapi_paths", {}).update(paths)
-    ext.setdefault("openapi_schemas", {}).update(schemas)
+    add_routes(ext, charging.routes, openapi())
     return charging

@@ -44,7 +44,7 @@ from starlette.routing import Route
 
 from routing import InvalidMsisdn, mask_msisdn
 
-from ._accept import ApiError
+from ._accept import ApiError, add_routes
 from ._config import AccountConfig, Config, ServiceConfig, hash_api_key
 from ._model import iso_time
 from ._store import Doc, StoreClosed, Writes
@@ -618,8 +618,5 @@ def install(gw: Gateway) -> ConsentRegister:
         return [Route("/v1/consents/export", routes.export, methods=["GET"]),
                 Route("/v1/consents/{msisdn}", routes.one, methods=["GET"])]
 
-    ext.setdefault("http_routes", []).append(make_routes)
-    paths, schemas = openapi()
-    ext.setdefault("openapi_paths", {}).update(paths)
-    ext.setdefault("openapi_schemas", {}).update(schemas)
+    add_routes(ext, make_routes, openapi())
     return register

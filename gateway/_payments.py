@@ -39,7 +39,7 @@ from starlette.routing import Route
 
 from routing import InvalidMsisdn, mask_msisdn
 
-from ._accept import ApiError, ErrorResponse, check_url, decode_error
+from ._accept import ApiError, ErrorResponse, add_routes, check_url, decode_error
 from ._config import AccountConfig, PaymentsConfig, QuietHoursConfig
 from ._model import Message, iso_time, new_message_id
 from ._mt import internal_mt
@@ -885,9 +885,6 @@ def install(gw: Gateway, *, wall: Callable[[], float] = time.time) -> Payments:
     """
     payments = Payments(gw, wall=wall)
     gw.extensions["payments"] = payments
-    gw.extensions.setdefault("http_routes", []).append(payments.make_routes)
-    paths, schemas = openapi()
-    gw.extensions.setdefault("openapi_paths", {}).update(paths)
-    gw.extensions.setdefault("openapi_schemas", {}).update(schemas)
+    add_routes(gw.extensions, payments.make_routes, openapi())
     return payments
 

@@ -30,7 +30,7 @@ from starlette.routing import Route
 
 from routing import mask_msisdn
 
-from ._accept import ApiError
+from ._accept import ApiError, add_routes
 from ._charging import (
     BillingStore,
     check_intake,
@@ -430,8 +430,5 @@ def install(gw: Gateway) -> Verifications:
     pins = Verifications(gw, install_subscriptions(gw))
     ext = gw.extensions
     ext["verifications"] = pins
-    ext.setdefault("http_routes", []).append(pins.routes)
-    paths, schemas = openapi()
-    ext.setdefault("openapi_paths", {}).update(paths)
-    ext.setdefault("openapi_schemas", {}).update(schemas)
+    add_routes(ext, pins.routes, openapi())
     return pins

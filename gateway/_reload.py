@@ -28,7 +28,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from ._accept import ApiError
+from ._accept import ApiError, add_routes
 from ._config import Config, ConfigError, SmscConfig, hash_api_key, load_config
 from ._logging import setup_logging
 from ._systemd import gateway_status
@@ -177,9 +177,8 @@ class Reloader:
         self._lock = anyio.Lock()
         self._requested = anyio.Event()
         gw.extensions["reloader"] = self
-        gw.extensions.setdefault("http_routes", []).append(self.http_routes)
         error = {"content": {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorResponse"}}}}
-        gw.extensions.setdefault("openapi_paths", {})[ADMIN_RELOAD_PATH] = {"post": {
+        add_routes(gw.extensions, self.http_routes, ({ADMIN_RELOAD_PATH: {"post": {
             "operationId": "adminReload", "summary": "Reload the configuration file (as SIGHUP does)",
             "description": "Needs an admin key (http.admin_keys). An invalid file is refused as a whole and the "
                            "running configuration stays (docs/deploy.md).",
@@ -193,7 +192,7 @@ class Reloader:
                 "422": {"description": "The new file is invalid; the error names the path.", **error},
                 "503": {"description": "The gateway is draining.", **error},
             },
-        }}
+        }}}, {}))
 
     # ---- triggers --------------------------------------------------------------------------------------
 

@@ -37,7 +37,7 @@ from starlette.routing import Route
 
 from routing import MoKind, MoRouter, fold_text, mask_msisdn
 
-from ._accept import ApiError
+from ._accept import ApiError, add_routes
 from ._charging import (
     BillingStore,
     Charging,
@@ -1021,8 +1021,5 @@ def install(gw: Gateway) -> Subscriptions:
     subs = Subscriptions(gw, install_charging(gw))
     ext = gw.extensions
     ext["subscriptions"] = subs
-    ext.setdefault("http_routes", []).append(subs.routes)
-    paths, schemas = openapi()
-    ext.setdefault("openapi_paths", {}).update(paths)
-    ext.setdefault("openapi_schemas", {}).update(schemas)
+    add_routes(ext, subs.routes, openapi())
     return subs
