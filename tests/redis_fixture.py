@@ -61,6 +61,17 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def _terminate(process: subprocess.Popen[bytes] | None) -> None:
+    """SIGTERM, then SIGKILL after 10 s; nothing when it is not running."""
+    if process is not None and process.poll() is None:
+        process.terminate()
+        try:
+            process.wait(10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(10)
+
+
 class RedisServer:
     """One redis-server process; `kill()` and `restart()` keep its port and its data directory."""
 
@@ -117,13 +128,7 @@ class RedisServer:
         self.process = None
 
     def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(10)
+        _terminate(self.process)
         self.process = None
 
     def restart(self) -> None:
@@ -251,7 +256,7 @@ class RedisSentinel:
             return None
         finally:
             client.close()
-        if not got:
+        if not isinstance(got, tuple):  # redis-py types the reply as a tuple or a bool
             return None
         host = got[0].decode() if isinstance(got[0], bytes) else str(got[0])
         return host, int(got[1])
@@ -261,11 +266,5 @@ class RedisSentinel:
         return path.read_text(errors="replace")[-chars:] if path.exists() else ""
 
     def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(10)
+        _terminate(self.process)
         self.process = None

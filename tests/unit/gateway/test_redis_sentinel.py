@@ -8,6 +8,9 @@ within a few seconds. They skip without redis-server, except under SMPPGW_REQUIR
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -97,20 +100,41 @@ async def _wait_for(what: str, check: Any, timeout_s: float, detail: Any = lambd
         await anyio.sleep(0.05)
 
 
-def _offset(server: RedisServer | None) -> int:
+def _offset(server: RedisServer) -> int:
     """How far a server's replication stream goes (a primary's written, a replica's received)."""
-    assert server is not None
     with redis.Redis(host="127.0.0.1", port=server.port) as client:
         return int(client.info("replication")["master_repl_offset"])
 
 
+@dataclass
+class Servers:
+    primary: RedisServer
+    replica: RedisServer | None
+    sentinel: RedisSentinel
+
+
+@contextmanager
+def servers(tmp_path: Path, *, replica: bool) -> Iterator[Servers]:
+    """A primary, a replica of it when asked, and a Sentinel watching it; all stopped when the block ends."""
+    started: list[RedisServer | RedisSentinel] = []
+    try:
+        primary = RedisServer.start(tmp_path / "primary")
+        started.append(primary)
+        second = start_replica(tmp_path / "replica", primary) if replica else None
+        if second is not None:
+            started.append(second)
+        sentinel = RedisSentinel.start(tmp_path / "sentinel", primary)
+        started.append(sentinel)
+        yield Servers(primary, second, sentinel)
+    finally:
+        for process in reversed(started):
+            process.stop()
+
+
 @pytest.mark.anyio
 async def test_a_store_through_one_sentinel_commits_and_reads(tmp_path: Path) -> None:
-    primary = RedisServer.start(tmp_path / "primary")
-    sentinel: RedisSentinel | None = None
-    try:
-        sentinel = RedisSentinel.start(tmp_path / "sentinel", primary)
-        store = RedisStore(sentinel.url(), node="a", group=unique_group())
+    with servers(tmp_path, replica=False) as sv:
+        store = RedisStore(sv.sentinel.url(), node="a", group=unique_group())
         msgs = [message() for _ in range(5)]
         with anyio.fail_after(10):
             async with anyio.create_task_group() as tg:
@@ -120,20 +144,13 @@ async def test_a_store_through_one_sentinel_commits_and_reads(tmp_path: Path) ->
                 assert [await store.aget(m.id) for m in msgs] == msgs
                 assert [store.get(m.id) for m in msgs] == msgs  # the blocking client goes through the Sentinel too
                 tg.cancel_scope.cancel()
-    finally:
-        if sentinel is not None:
-            sentinel.stop()
-        primary.stop()
 
 
 @pytest.mark.anyio
 async def test_the_store_follows_a_failover_without_a_restart(tmp_path: Path) -> None:
-    primary = RedisServer.start(tmp_path / "primary")
-    replica: RedisServer | None = None
-    sentinel: RedisSentinel | None = None
-    try:
-        replica = start_replica(tmp_path / "replica", primary)
-        sentinel = RedisSentinel.start(tmp_path / "sentinel", primary)
+    with servers(tmp_path, replica=True) as sv:
+        primary, replica, sentinel = sv.primary, sv.replica, sv.sentinel
+        assert replica is not None
         assert sentinel.primary_address() == ("127.0.0.1", primary.port)
         store = RedisStore(sentinel.url(), node="a", group=unique_group(), wait_replicas=1, wait_timeout_ms=300,
                            retry_max_s=0.2)
@@ -153,9 +170,8 @@ async def test_the_store_follows_a_failover_without_a_restart(tmp_path: Path) ->
                 # Commits go on while the Sentinel notices and promotes: they wait, resent, until a primary answers.
                 pendings = [store.commit_nowait(Writes(messages=[m])) for m in after[:5]]
                 await _wait_for("the Sentinel promoted the replica",
-                                lambda: sentinel is not None and replica is not None
-                                and sentinel.primary_address() == ("127.0.0.1", replica.port),
-                                15, lambda: sentinel.log_tail() if sentinel is not None else "")
+                                lambda: sentinel.primary_address() == ("127.0.0.1", replica.port),
+                                15, sentinel.log_tail)
                 for p in pendings:
                     await p.done.wait()
                     p.result()
@@ -166,23 +182,14 @@ async def test_the_store_follows_a_failover_without_a_restart(tmp_path: Path) ->
                 assert [await store.aget(m.id) for m in before + after] == before + after
                 assert [store.get(m.id) for m in before + after] == before + after
                 tg.cancel_scope.cancel()
-    finally:
-        if sentinel is not None:
-            sentinel.stop()
-        if replica is not None:
-            replica.stop()
-        primary.stop()
 
 
 @pytest.mark.anyio
 async def test_the_store_follows_a_switchover_to_the_replica(tmp_path: Path) -> None:
     # SENTINEL FAILOVER demotes a live primary: its clients are cut (or answered READONLY) and must go to the new one.
-    primary = RedisServer.start(tmp_path / "primary")
-    replica: RedisServer | None = None
-    sentinel: RedisSentinel | None = None
-    try:
-        replica = start_replica(tmp_path / "replica", primary)
-        sentinel = RedisSentinel.start(tmp_path / "sentinel", primary)
+    with servers(tmp_path, replica=True) as sv:
+        replica, sentinel = sv.replica, sv.sentinel
+        assert replica is not None
         store = RedisStore(sentinel.url(), node="a", group=unique_group(), wait_replicas=1, wait_timeout_ms=300,
                            retry_max_s=0.2)
         msgs = [message() for _ in range(10)]
@@ -194,9 +201,8 @@ async def test_the_store_follows_a_switchover_to_the_replica(tmp_path: Path) -> 
                 assert store.get(msgs[0].id) == msgs[0]
                 redis.Redis(host="127.0.0.1", port=sentinel.port).sentinel_failover(sentinel.service)
                 await _wait_for("the Sentinel switched to the replica",
-                                lambda: sentinel is not None and replica is not None
-                                and sentinel.primary_address() == ("127.0.0.1", replica.port),
-                                15, lambda: sentinel.log_tail() if sentinel is not None else "")
+                                lambda: sentinel.primary_address() == ("127.0.0.1", replica.port),
+                                15, sentinel.log_tail)
                 for m in msgs[5:]:
                     await store.write(Writes(messages=[m]))
                 assert store.is_open
@@ -205,9 +211,3 @@ async def test_the_store_follows_a_switchover_to_the_replica(tmp_path: Path) -> 
                 new_primary = redis.Redis(host="127.0.0.1", port=replica.port)
                 assert new_primary.info("replication")["role"] == "master"
                 tg.cancel_scope.cancel()
-    finally:
-        if sentinel is not None:
-            sentinel.stop()
-        if replica is not None:
-            replica.stop()
-        primary.stop()
