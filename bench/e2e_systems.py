@@ -31,6 +31,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 
+from tests.kannel_config import kannel_config
+
 __all__ = [
     "API_KEY",
     "Child",
@@ -52,6 +54,7 @@ ROOT = Path(__file__).resolve().parent.parent
 HOST = "127.0.0.1"
 API_KEY = "bench-key"
 KANNEL_USER, KANNEL_PASSWORD = "bench", "bench1"
+KANNEL_ADMIN_PASSWORD = "benchadmin"
 _TICKS = os.sysconf("SC_CLK_TCK")
 _PR_SET_PDEATHSIG = 1
 
@@ -437,52 +440,14 @@ class KannelProcess:
     config: Path
 
 
-def kannel_config(*, smpp_port: int, admin_port: int, box_port: int, sendsms_port: int, logs: Path,
-                  max_pending: int) -> str:
-    """bearerbox + smsbox with one transceiver bind to the simulator. A blank line ends a group, so groups are
-    separated by exactly one and none appears inside one (PEERS.md). Log files at level 2 (warnings): at level
-    0 they log every message, which costs Kannel about half its rate. No `store-file`: Kannel keeps its queue in
-    memory only (the gateway commits every message to SQLite before answering)."""
-    groups = [
-        f"""group = core
-admin-port = {admin_port}
-admin-interface = {HOST}
-admin-password = benchadmin
-status-password = benchadmin
-admin-allow-ip = "{HOST}"
-smsbox-port = {box_port}
-smsbox-interface = {HOST}
-box-allow-ip = "{HOST}"
-dlr-storage = internal
-log-file = "{logs / 'bearerbox-file.log'}"
-log-level = 2""",
-        f"""group = smsc
-smsc = smpp
-smsc-id = sim
-host = {HOST}
-port = {smpp_port}
-transceiver-mode = true
-smsc-username = kannel
-smsc-password = kannel1
-system-type = ""
-max-pending-submits = {max_pending}
-enquire-link-interval = 30
-reconnect-delay = 1
-log-file = "{logs / 'smsc-file.log'}"
-log-level = 2""",
-        f"""group = smsbox
-bearerbox-host = {HOST}
-bearerbox-port = {box_port}
-sendsms-port = {sendsms_port}
-sendsms-interface = {HOST}
-log-file = "{logs / 'smsbox-file.log'}"
-log-level = 2""",
-        f"""group = sendsms-user
-username = {KANNEL_USER}
-password = {KANNEL_PASSWORD}
-max-messages = 1""",
-    ]
-    return "\n\n".join(groups) + "\n"
+def bench_kannel_config(*, smpp_port: int, admin_port: int, box_port: int, sendsms_port: int, logs: Path,
+                        max_pending: int) -> str:
+    """bearerbox + smsbox with one transceiver bind to the simulator (tests/kannel_config.py). Log level 2
+    (warnings): at level 0 Kannel logs every message, which costs it about half its rate. No `store-file`: Kannel
+    keeps its queue in memory only (the gateway commits every message to SQLite before answering)."""
+    return kannel_config(smpp_port=smpp_port, admin_port=admin_port, box_port=box_port, sendsms_port=sendsms_port,
+                         logs=logs, admin_password=KANNEL_ADMIN_PASSWORD, sendsms_user=(KANNEL_USER, KANNEL_PASSWORD),
+                         log_level=2, max_pending=max_pending, sendsms_max_messages=1)
 
 
 def start_kannel(children: Children, sim: SimulatorProcess, *, max_pending: int) -> KannelProcess:
@@ -499,11 +464,12 @@ def start_kannel(children: Children, sim: SimulatorProcess, *, max_pending: int)
     logs.mkdir()
     admin_port, box_port, sendsms_port = free_port(), free_port(), free_port()
     config = logs / "kannel.conf"
-    config.write_text(kannel_config(smpp_port=sim.smpp_port, admin_port=admin_port, box_port=box_port,
-                                    sendsms_port=sendsms_port, logs=logs, max_pending=max_pending), encoding="utf-8")
+    config.write_text(bench_kannel_config(smpp_port=sim.smpp_port, admin_port=admin_port, box_port=box_port,
+                                          sendsms_port=sendsms_port, logs=logs, max_pending=max_pending),
+                      encoding="utf-8")
     bearerbox = children.start("bearerbox", [bearerbox_bin, "-v", "2", str(config)], cwd=logs)
-    wait_until(lambda: http_get(f"http://{HOST}:{admin_port}/status.txt?password=benchadmin")[0] == 200,
-               "bearerbox's admin interface", bearerbox)
+    status_url = f"http://{HOST}:{admin_port}/status.txt?password={KANNEL_ADMIN_PASSWORD}"
+    wait_until(lambda: http_get(status_url)[0] == 200, "bearerbox's admin interface", bearerbox)
     smsbox = children.start("smsbox", [smsbox_bin, "-v", "2", str(config)], cwd=logs)
     wait_until(lambda: http_get(f"http://{HOST}:{sendsms_port}/cgi-bin/sendsms")[0] != 0,
                "smsbox's sendsms interface", smsbox)

@@ -34,6 +34,7 @@ import pytest
 
 from tests.conftest import require_command
 from tests.e2e.simulator_fixture import RunningSimulator, anyio_backend, make_config, running_simulator
+from tests.kannel_config import kannel_config
 
 __all__ = ["anyio_backend"]
 
@@ -121,58 +122,21 @@ class Kannel:
     logs: Path
 
 
-def kannel_config(*, smpp_port: int, admin_port: int, box_port: int, sendsms_port: int, logs: Path,
-                  sink: Sink, msg_id_type: str | None) -> str:
-    # A blank line ends a group: groups are separated by exactly one blank line and none appears inside.
-    id_type = f"msg-id-type = {msg_id_type}" if msg_id_type else "# msg-id-type unset: ids are compared as strings"
-    groups = [
-        f"""group = core
-admin-port = {admin_port}
-admin-interface = {HOST}
-admin-password = adminpw
-status-password = adminpw
-admin-allow-ip = "{HOST}"
-smsbox-port = {box_port}
-smsbox-interface = {HOST}
-box-allow-ip = "{HOST}"
-dlr-storage = internal
-log-file = "{logs / 'bearerbox.log'}"
-log-level = 0""",
-        f"""group = smsc
-smsc = smpp
-smsc-id = sim
-host = {HOST}
-port = {smpp_port}
-transceiver-mode = true
-smsc-username = kannel
-smsc-password = kannel1
-system-type = ""
-{id_type}
-max-pending-submits = 10
-enquire-link-interval = 30
-reconnect-delay = 1
-log-file = "{logs / 'smsc.log'}"
-log-level = 0""",
-        f"""group = smsbox
-bearerbox-host = {HOST}
-bearerbox-port = {box_port}
-sendsms-port = {sendsms_port}
-sendsms-interface = {HOST}
-log-file = "{logs / 'smsbox.log'}"
-log-level = 0""",
-        """group = sendsms-user
-username = tester
-password = foobar""",
-        f"""group = sms-service
+def interop_kannel_config(*, smpp_port: int, admin_port: int, box_port: int, sendsms_port: int, logs: Path,
+                          sink: Sink, msg_id_type: str | None) -> str:
+    """Kannel bound to the simulator (tests/kannel_config.py), logging every message, with an sms-service for the
+    keyword `hello` that forwards MOs to `sink` and a default one."""
+    services = [f"""group = sms-service
 keyword = hello
 get-url = "{sink.url('/mo')}?from=%p&to=%P&keyword=%k&text=%a&smsc=%i"
 max-messages = 0""",
-        """group = sms-service
+                """group = sms-service
 keyword = default
 text = "no such service"
-max-messages = 0""",
-    ]
-    return "\n\n".join(groups) + "\n"
+max-messages = 0"""]
+    return kannel_config(smpp_port=smpp_port, admin_port=admin_port, box_port=box_port, sendsms_port=sendsms_port,
+                         logs=logs, admin_password="adminpw", sendsms_user=("tester", "foobar"), log_level=0,
+                         max_pending=10, msg_id_type=msg_id_type, extra_groups=services)
 
 
 async def _stop(proc: subprocess.Popen[bytes]) -> None:
@@ -206,8 +170,8 @@ async def running_kannel(tmp_path: Path, sim: RunningSimulator, sink: Sink,
     logs.mkdir()
     admin_port, box_port, sendsms_port = free_port(), free_port(), free_port()
     conf = tmp_path / "kannel.conf"
-    conf.write_text(kannel_config(smpp_port=sim.smpp_port, admin_port=admin_port, box_port=box_port,
-                                  sendsms_port=sendsms_port, logs=logs, sink=sink, msg_id_type=msg_id_type))
+    conf.write_text(interop_kannel_config(smpp_port=sim.smpp_port, admin_port=admin_port, box_port=box_port,
+                                          sendsms_port=sendsms_port, logs=logs, sink=sink, msg_id_type=msg_id_type))
     procs: list[subprocess.Popen[bytes]] = []
     failed = True
     try:
