@@ -41,7 +41,7 @@ from gateway._http import run_http
 from tests.e2e.simulator_fixture import RunningSimulator, anyio_backend
 
 __all__ = ["API_KEY", "CallbackSink", "RunningGateway", "anyio_backend", "gateway_config", "gateway_process",
-           "listening_url", "running_gateway", "signature_ok"]
+           "listening_url", "local_server", "running_gateway", "signature_ok"]
 
 API_KEY = "e2e-key"
 CALLBACK_SECRET = "e2e-callback-secret"
@@ -176,26 +176,32 @@ class CallbackSink:
     @classmethod
     @asynccontextmanager
     async def running(cls) -> AsyncIterator[CallbackSink]:
-        import socket
-
-        import uvicorn
-
         sink = cls()
-        app = Starlette(routes=[Route("/cb", sink._receive, methods=["POST"])])
-        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind(("127.0.0.1", 0))
-        sink.url = f"http://127.0.0.1:{sock.getsockname()[1]}/cb"
-        server = uvicorn.Server(uvicorn.Config(app, log_config=None, access_log=False, lifespan="off"))
-        server.capture_signals = _no_signals  # type: ignore[method-assign]
-        async with anyio.create_task_group() as tg:
-            tg.start_soon(server.serve, [sock])
-            while not server.started:
-                await anyio.sleep(0.01)
-            try:
-                yield sink
-            finally:
-                server.should_exit = True
+        async with local_server(Starlette(routes=[Route("/cb", sink._receive, methods=["POST"])])) as base:
+            sink.url = f"{base}/cb"
+            yield sink
+
+
+@asynccontextmanager
+async def local_server(app: Starlette) -> AsyncIterator[str]:
+    """Serve `app` with uvicorn on 127.0.0.1 and a free port; yields its base URL once it accepts connections."""
+    import socket
+
+    import uvicorn
+
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind(("127.0.0.1", 0))
+    server = uvicorn.Server(uvicorn.Config(app, log_config=None, access_log=False, lifespan="off"))
+    server.capture_signals = _no_signals  # type: ignore[method-assign]
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(server.serve, [sock])
+        while not server.started:
+            await anyio.sleep(0.01)
+        try:
+            yield f"http://127.0.0.1:{sock.getsockname()[1]}"
+        finally:
+            server.should_exit = True
 
 
 @contextmanager

@@ -4,31 +4,31 @@ a local application with retries and one reply, auto-reply, long MOs, and an MO 
 from __future__ import annotations
 
 import json
-import socket
 import time
-from collections.abc import AsyncIterator, Iterator
-from contextlib import asynccontextmanager, contextmanager
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import anyio
 import anyio.abc
-import httpx
 import pytest
-import uvicorn
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from gateway import _pin, _services
-from gateway._config import parse_config
-from gateway._daemon import Gateway, serve
-from gateway._http import run_http
 from gateway._mo import MoRecord, mo_doc
 from gateway._store import SqliteStore, Writes
-from tests.e2e.gateway_fixture import API_KEY, RunningGateway, anyio_backend, gateway_config, signature_ok
+from tests.e2e.gateway_fixture import (
+    RunningGateway,
+    anyio_backend,
+    gateway_config,
+    local_server,
+    running_gateway,
+    signature_ok,
+)
 from tests.e2e.simulator_fixture import RunningSimulator, make_config, running_simulator
 
 pytestmark = pytest.mark.anyio
@@ -69,25 +69,9 @@ class App:
     @asynccontextmanager
     async def running(cls) -> AsyncIterator[App]:
         app = cls()
-        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        sock.bind(("127.0.0.1", 0))
-        app.url = f"http://127.0.0.1:{sock.getsockname()[1]}/mo"
-        server = uvicorn.Server(uvicorn.Config(Starlette(routes=[Route("/mo", app.receive, methods=["POST"])]),
-                                               log_config=None, access_log=False, lifespan="off"))
-        server.capture_signals = _no_signals  # type: ignore[method-assign]
-        async with anyio.create_task_group() as tg:
-            tg.start_soon(server.serve, [sock])
-            while not server.started:
-                await anyio.sleep(0.01)
-            try:
-                yield app
-            finally:
-                server.should_exit = True
-
-
-@contextmanager
-def _no_signals() -> Iterator[None]:
-    yield
+        async with local_server(Starlette(routes=[Route("/mo", app.receive, methods=["POST"])])) as base:
+            app.url = f"{base}/mo"
+            yield app
 
 
 def billing(app_url: str = "http://127.0.0.1:9/unused") -> dict[str, Any]:
@@ -104,43 +88,6 @@ def billing(app_url: str = "http://127.0.0.1:9/unused") -> dict[str, Any]:
              "display_name": "ACME News", "support": "0800 123", "consent_text_version": "news-v3"},
         ],
     }
-
-
-@asynccontextmanager
-async def mo_gateway(cfg: dict[str, Any], *, base_dir: Path, subscriptions: bool = False
-                     ) -> AsyncIterator[RunningGateway]:
-    """The gateway with the MO services installed (whether or not Gateway.__init__ does it already), and with
-    `subscriptions` the handshake and charging flows too."""
-    gw = Gateway(parse_config(cfg, base_dir=base_dir))
-    services = _services.install(gw)
-    if subscriptions:
-        _pin.install(gw)  # the PIN flow installs subscriptions and charging
-    stop = anyio.Event()
-
-    async def http(gw: Gateway, *, task_status: anyio.abc.TaskStatus[Any] = anyio.TASK_STATUS_IGNORED) -> None:
-        await run_http(gw, listen="127.0.0.1:0", task_status=task_status)
-
-    async with anyio.create_task_group() as tg:
-
-        async def daemon(*, task_status: anyio.abc.TaskStatus[Any] = anyio.TASK_STATUS_IGNORED) -> None:
-            await serve(gw, stop.wait, http=http, task_status=task_status)
-            tg.cancel_scope.cancel()  # the services started here as well end with the daemon
-
-        await tg.start(daemon)
-        await tg.start(services.run)  # returns at once when the daemon already runs it
-        if subscriptions:
-            for name in ("charging", "subscriptions"):
-                await tg.start(gw.extensions[name].run)
-        assert gw.http is not None
-        url = f"http://{gw.http.host}:{gw.http.port}"
-        async with httpx.AsyncClient(base_url=url, headers={"Authorization": f"Bearer {API_KEY}"},
-                                     timeout=10) as api:
-            running = RunningGateway(gw, url, api)
-            await running.wait_ready()
-            try:
-                yield running
-            finally:
-                stop.set()
 
 
 async def inject(sim: RunningSimulator, sender: str, text: str) -> None:
@@ -173,7 +120,7 @@ async def wait_processed(gw: RunningGateway, count: int, timeout_s: float = 10) 
 async def test_stop_refuses_mts_but_otp_passes_then_start_opts_back_in(tmp_path: Path) -> None:
     who = "447700900101"
     async with running_simulator(make_config()) as sim, \
-            mo_gateway(gateway_config(tmp_path, sim, billing=billing()), base_dir=tmp_path) as gw:
+            running_gateway(gateway_config(tmp_path, sim, billing=billing()), base_dir=tmp_path) as gw:
         before = await gw.api.post("/v1/messages", json={"to": who, "from": SHORTCODE, "text": "hello"})
         assert before.status_code == 202, before.text
         await inject(sim, who, "Stop.")
@@ -216,7 +163,7 @@ async def test_stop_in_many_forms_each_answered_once(tmp_path: Path) -> None:
              "  !!Stóp  "]
     senders = [f"4477009002{i:02d}" for i in range(len(forms))]
     async with running_simulator(make_config()) as sim, \
-            mo_gateway(gateway_config(tmp_path, sim, billing=billing()), base_dir=tmp_path) as gw:
+            running_gateway(gateway_config(tmp_path, sim, billing=billing()), base_dir=tmp_path) as gw:
         for sender, text in zip(senders, forms, strict=True):
             await inject(sim, sender, text)
         await wait_processed(gw, len(forms))
@@ -241,7 +188,7 @@ async def test_stop_in_many_forms_each_answered_once(tmp_path: Path) -> None:
 async def test_help_answers_a_number_that_never_subscribed(tmp_path: Path) -> None:
     who = "447700900301"
     async with running_simulator(make_config()) as sim, \
-            mo_gateway(gateway_config(tmp_path, sim, billing=billing()), base_dir=tmp_path) as gw:
+            running_gateway(gateway_config(tmp_path, sim, billing=billing()), base_dir=tmp_path) as gw:
         await inject(sim, who, "help")
         await inject(sim, who, "INFO NEWS")
         mts = await wait_mts(sim, who, 2)
@@ -255,7 +202,7 @@ async def test_help_answers_a_number_that_never_subscribed(tmp_path: Path) -> No
 async def test_forward_retries_and_sends_one_reply(tmp_path: Path) -> None:
     who = "447700900401"
     async with running_simulator(make_config()) as sim, App.running() as app, \
-            mo_gateway(gateway_config(tmp_path, sim, billing=billing(app.url)), base_dir=tmp_path) as gw:
+            running_gateway(gateway_config(tmp_path, sim, billing=billing(app.url)), base_dir=tmp_path) as gw:
         app.fail_next = 2
         await inject(sim, who, "chat hello there")
         mts = await wait_mts(sim, who, 1)
@@ -278,7 +225,7 @@ async def test_forward_retries_and_sends_one_reply(tmp_path: Path) -> None:
 async def test_autoreply_with_template(tmp_path: Path) -> None:
     who = "447700900501"
     async with running_simulator(make_config()) as sim, \
-            mo_gateway(gateway_config(tmp_path, sim, billing=billing()), base_dir=tmp_path) as gw:
+            running_gateway(gateway_config(tmp_path, sim, billing=billing()), base_dir=tmp_path) as gw:
         await inject(sim, who, "Écho ping {text}")
         mts = await wait_mts(sim, who, 1)
         assert mts[0]["text"] == f"echo got 'ping {{text}}' from {who} (ECHO) on {SHORTCODE}"
@@ -289,7 +236,7 @@ async def test_long_mo_is_reassembled_before_routing(tmp_path: Path) -> None:
     who = "447700900601"
     long_rest = "word " * 60
     async with running_simulator(make_config()) as sim, App.running() as app, \
-            mo_gateway(gateway_config(tmp_path, sim, billing=billing(app.url)), base_dir=tmp_path):
+            running_gateway(gateway_config(tmp_path, sim, billing=billing(app.url)), base_dir=tmp_path):
         app.reply = None
         await inject(sim, who, "CHAT " + long_rest)
         with anyio.fail_after(10):
@@ -315,7 +262,7 @@ async def test_mo_left_received_by_a_crash_is_handled_once_after_restart(tmp_pat
             await tg.start(store.run)
             await store.write(Writes(docs=[mo_doc(r) for r in records]))
             tg.cancel_scope.cancel()
-        async with mo_gateway(cfg, base_dir=tmp_path) as gw:
+        async with running_gateway(cfg, base_dir=tmp_path) as gw:
             await wait_processed(gw, 2)
             stop_mts = await wait_mts(sim, stopper, 1)
             chat_mts = await wait_mts(sim, chatter, 1)
@@ -331,7 +278,7 @@ async def test_forward_job_pending_at_restart_is_sent_and_replied_once(tmp_path:
     who = "447700900801"
     async with running_simulator(make_config()) as sim, App.running() as app:
         cfg = gateway_config(tmp_path, sim, billing=billing(app.url))
-        async with mo_gateway(cfg, base_dir=tmp_path) as gw:
+        async with running_gateway(cfg, base_dir=tmp_path) as gw:
             app.fail_next = 10_000  # the application is down: the job stays pending
             await inject(sim, who, "chat anyone")
             with anyio.fail_after(10):
@@ -339,7 +286,7 @@ async def test_forward_job_pending_at_restart_is_sent_and_replied_once(tmp_path:
                     await anyio.sleep(0.02)
         assert gw.gw.store.is_open is False
         app.fail_next = 0
-        async with mo_gateway(cfg, base_dir=tmp_path) as gw:
+        async with running_gateway(cfg, base_dir=tmp_path) as gw:
             mts = await wait_mts(sim, who, 1)
             await anyio.sleep(0.3)
             assert len(await mts_to(sim, who)) == 1
@@ -349,7 +296,7 @@ async def test_forward_job_pending_at_restart_is_sent_and_replied_once(tmp_path:
 
 async def test_consent_export_streams_csv_and_jsonl(tmp_path: Path) -> None:
     async with running_simulator(make_config()) as sim, \
-            mo_gateway(gateway_config(tmp_path, sim, billing=billing()), base_dir=tmp_path) as gw:
+            running_gateway(gateway_config(tmp_path, sim, billing=billing()), base_dir=tmp_path) as gw:
         for i in range(3):
             await inject(sim, f"44770090090{i}", "STOP NEWS")
         await wait_processed(gw, 3)
@@ -372,7 +319,7 @@ async def test_stop_during_a_pending_handshake_cancels_it_and_a_later_yes_charge
     cfg["operators"] = [{"name": "simop", "smscs": ["sim"], "convention": "service_type",
                          "price_points": [{"price": "1.50", "code": "T150"}]}]
     async with running_simulator(make_config()) as sim, \
-            mo_gateway(gateway_config(tmp_path, sim, billing=cfg), base_dir=tmp_path, subscriptions=True) as gw:
+            running_gateway(gateway_config(tmp_path, sim, billing=cfg), base_dir=tmp_path) as gw:
         await inject(sim, who, "NEWS")
         confirm = (await wait_mts(sim, who, 1))[0]
         assert "YES" in confirm["text"] and "ACME News" in confirm["text"]
