@@ -43,3 +43,14 @@ def require_command(cmd: str, package: str) -> str:
 def anyio_backend(request: pytest.FixtureRequest) -> tuple[str, dict[str, object]]:
     """Async tests run on asyncio with uvloop and on trio unless a module narrows this fixture."""
     return request.param  # type: ignore[no-any-return]
+
+
+class ManualClock:
+    """A clock the test moves by hand (`clock.now = ...`); calling it returns `now`. For the `wall=` and `clock=`
+    arguments of the gateway's services."""
+
+    def __init__(self, now: float) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now

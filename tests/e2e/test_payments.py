@@ -24,6 +24,7 @@ from gateway._config import parse_config
 from gateway._daemon import Gateway, serve
 from gateway._http import run_http
 from gateway._payments import DAY_S, Payments, install
+from tests.conftest import ManualClock
 from tests.e2e.gateway_fixture import API_KEY, RunningGateway, anyio_backend, gateway_config
 from tests.e2e.simulator_fixture import RunningSimulator, make_config, running_simulator
 
@@ -45,21 +46,13 @@ def iso(t: float) -> str:
     return datetime.fromtimestamp(t, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-class Clock:
-    def __init__(self, now: float) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
-
-
 def config(tmp_path: Path, sim: RunningSimulator) -> dict[str, Any]:
     return gateway_config(tmp_path, sim, billing={"payments": {
         "source": "84001", "quiet_hours": [{"prefix": "44", "start": "21:00", "end": "08:00"}]}})
 
 
 @asynccontextmanager
-async def running(cfg: dict[str, Any], clock: Clock) -> AsyncIterator[tuple[RunningGateway, Payments]]:
+async def running(cfg: dict[str, Any], clock: ManualClock) -> AsyncIterator[tuple[RunningGateway, Payments]]:
     """The gateway with the payment service installed and its scheduler on `clock` (whether or not the daemon
     installs and runs it itself)."""
     gw = Gateway(parse_config(cfg, base_dir=Path(cfg["store"]["path"]).parent))
@@ -106,7 +99,7 @@ async def settle(sim: RunningSimulator, count: int) -> None:
 
 
 async def test_reminders_stop_when_the_request_is_paid(tmp_path: Path) -> None:
-    clock = Clock(at(0, 12))
+    clock = ManualClock(at(0, 12))
     async with running_simulator(make_config()) as sim, running(config(tmp_path, sim), clock) as (gw, payments):
         r = await gw.api.post("/v1/payment-requests", json={
             "msisdn": "+" + PAYER, "amount": "49.90", "currency": "EUR", "description": "Water bill March",
@@ -148,7 +141,7 @@ async def test_reminders_stop_when_the_request_is_paid(tmp_path: Path) -> None:
 
 
 async def test_a_reminder_in_quiet_hours_waits_for_the_morning(tmp_path: Path) -> None:
-    clock = Clock(at(0, 12))
+    clock = ManualClock(at(0, 12))
     async with running_simulator(make_config()) as sim, running(config(tmp_path, sim), clock) as (gw, payments):
         r = await gw.api.post("/v1/payment-requests", json={
             "msisdn": PAYER, "amount": "12", "currency": "GBP", "description": "Gym", "due": iso(at(3, 22, 30)),

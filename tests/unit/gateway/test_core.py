@@ -15,6 +15,7 @@ from gateway._core import GatewayCore, SubmitOutcome, classify_status
 from gateway._model import Message, MessageStatus, Part, new_message_id
 from gateway._store import SqliteStore, Writes
 from smpp import Status
+from tests.conftest import ManualClock
 
 pytestmark = pytest.mark.anyio
 
@@ -55,19 +56,11 @@ class FakeConnector:
         self.queued.append(message)
 
 
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1_000_000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
 @pytest.fixture
-async def core(tmp_path: Path) -> AsyncIterator[tuple[GatewayCore, Clock, dict[str, FakeConnector]]]:
+async def core(tmp_path: Path) -> AsyncIterator[tuple[GatewayCore, ManualClock, dict[str, FakeConnector]]]:
     cfg = parse_config(CONFIG, base_dir=tmp_path)
     store = SqliteStore(tmp_path / "gw.db")
-    clock = Clock()
+    clock = ManualClock(1_000_000.0)
     c = GatewayCore(cfg, store, wall=clock, rng=lambda: 0.5)
     conns = {"a": FakeConnector("a"), "b": FakeConnector("b")}
     c.connectors.update(conns)  # type: ignore[arg-type]
@@ -77,7 +70,7 @@ async def core(tmp_path: Path) -> AsyncIterator[tuple[GatewayCore, Clock, dict[s
         tg.cancel_scope.cancel()
 
 
-def msg(clock: Clock, **kw: Any) -> Message:
+def msg(clock: ManualClock, **kw: Any) -> Message:
     fields: dict[str, Any] = {"id": new_message_id(), "account": "acme", "to": "447911123456", "source": "ACME",
                               "text": "hi", "created_at": clock.now, "expires_at": clock.now + 3600}
     fields.update(kw)

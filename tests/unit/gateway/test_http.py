@@ -25,6 +25,7 @@ from gateway._http import FastPaths, create_app, openapi_document, parse_listen
 from gateway._model import MessageStatus
 from gateway._ratelimit import AccountRateLimiter
 from gateway._store import SqliteStore
+from tests.conftest import ManualClock
 
 pytestmark = pytest.mark.anyio
 
@@ -46,19 +47,11 @@ CONFIG: dict[str, Any] = {
 }
 
 
-class Clock:
-    def __init__(self) -> None:
-        self.now = 100.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
 @dataclass
 class Api:
     client: httpx.AsyncClient
     gw: Gateway
-    clock: Clock
+    clock: ManualClock
     store_scope: anyio.CancelScope
 
     async def send(self, to: str = "+447911123456", headers: dict[str, str] = ACME, **kw: Any) -> httpx.Response:
@@ -71,7 +64,7 @@ async def api(tmp_path: Path, request: pytest.FixtureRequest) -> AsyncIterator[A
     """Every test runs against the app and against the app behind FastPaths (what run_http serves): the message
     endpoints must answer the same either way."""
     gw = Gateway(parse_config(CONFIG, base_dir=tmp_path))
-    clock = Clock()
+    clock = ManualClock(100.0)
     app: Any = create_app(gw, clock=clock)
     if request.param == "fast paths":
         app = FastPaths(app)
@@ -225,7 +218,7 @@ async def test_rate_limit_counts_messages_with_retry_after(api: Api) -> None:
 
 def test_a_batch_larger_than_the_burst_runs_into_debt() -> None:
     account = parse_config({"accounts": [{"id": "x", "rate_limit_per_s": 10, "rate_limit_burst": 5}]}).accounts[0]
-    clock = Clock()
+    clock = ManualClock(100.0)
     limiter = AccountRateLimiter(clock)
     assert limiter.take(account, 50) == 0.0  # admitted from a full bucket: 45 tokens owed
     wait = limiter.take(account, 1)

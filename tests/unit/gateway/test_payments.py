@@ -42,6 +42,7 @@ from gateway._payments import (
     quiet_hours_for,
 )
 from gateway._store import StoreClosed, Writes
+from tests.conftest import ManualClock
 
 pytestmark = pytest.mark.anyio
 
@@ -223,14 +224,6 @@ CONFIG: dict[str, Any] = {
 }
 
 
-class Clock:
-    def __init__(self, now: float) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
-
-
 @dataclass
 class Consent:
     """Stands in for the consent register (gateway._consent): opted-out (msisdn, scope) pairs."""
@@ -251,7 +244,7 @@ class Env:
     client: httpx.AsyncClient
     gw: Gateway
     payments: Payments
-    clock: Clock
+    clock: ManualClock
     consent: Consent
 
     async def create(self, headers: dict[str, str] = ACME, **kw: Any) -> httpx.Response:
@@ -277,7 +270,7 @@ class Env:
 @pytest.fixture
 async def env(tmp_path: Path) -> AsyncIterator[Env]:
     gw = Gateway(parse_config(CONFIG, base_dir=tmp_path))
-    clock = Clock(utc(0, 12))
+    clock = ManualClock(utc(0, 12))
     payments = gw.extensions.get("payments") or install(gw)
     payments.wall = clock
     consent = Consent()

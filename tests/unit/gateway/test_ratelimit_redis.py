@@ -19,6 +19,7 @@ from gateway._config import AccountConfig
 from gateway._ratelimit import AccountRateLimiter
 from gateway._ratelimit_redis import SharedRateLimiter
 from gateway._redis import RedisStore
+from tests.conftest import ManualClock
 from tests.redis_fixture import RedisServer, redis_server, unique_group
 
 __all__ = ["redis_server"]
@@ -31,20 +32,12 @@ def anyio_backend() -> tuple[str, dict[str, object]]:
     return ("asyncio", {"use_uvloop": True})
 
 
-class Clock:
-    def __init__(self, now: float = 1000.0) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
-
-
 def account(rate: float | None, burst: int | None = None, account_id: str = "acme") -> AccountConfig:
     return AccountConfig(id=account_id, rate_limit_per_s=rate, rate_limit_burst=burst)
 
 
 @asynccontextmanager
-async def two_nodes(server: RedisServer, clock: Clock | None) -> AsyncIterator[tuple[SharedRateLimiter, ...]]:
+async def two_nodes(server: RedisServer, clock: ManualClock | None) -> AsyncIterator[tuple[SharedRateLimiter, ...]]:
     """Two limiters on two clients of one Redis, sharing a deployment's keys."""
     prefix = f"smppgw:{{{unique_group()}}}:"
     clients = [redis.asyncio.Redis.from_url(server.url) for _ in range(2)]
@@ -56,7 +49,7 @@ async def two_nodes(server: RedisServer, clock: Clock | None) -> AsyncIterator[t
 
 
 async def test_two_nodes_admit_what_one_bucket_would(redis_server: RedisServer) -> None:
-    clock = Clock()
+    clock = ManualClock(1000.0)
     oracle = AccountRateLimiter(clock)
     acc = account(50.0, 20)
     rng = random.Random(3)
@@ -75,7 +68,7 @@ async def test_two_nodes_admit_what_one_bucket_would(redis_server: RedisServer) 
 
 
 async def test_the_rate_holds_across_nodes_over_time(redis_server: RedisServer) -> None:
-    clock = Clock()
+    clock = ManualClock(1000.0)
     acc = account(10.0, 10)
     admitted = 0
     async with two_nodes(redis_server, clock) as (a, b):
@@ -87,7 +80,7 @@ async def test_the_rate_holds_across_nodes_over_time(redis_server: RedisServer) 
 
 
 async def test_a_batch_larger_than_the_burst_leaves_a_debt_for_every_node(redis_server: RedisServer) -> None:
-    clock = Clock()
+    clock = ManualClock(1000.0)
     acc = account(10.0, 10)
     async with two_nodes(redis_server, clock) as (a, b):
         assert await a.take(acc, 30) == 0.0  # admitted from a full bucket: 20 tokens of debt
@@ -98,7 +91,7 @@ async def test_a_batch_larger_than_the_burst_leaves_a_debt_for_every_node(redis_
 
 
 async def test_a_changed_rate_starts_a_full_bucket(redis_server: RedisServer) -> None:
-    clock = Clock()
+    clock = ManualClock(1000.0)
     async with two_nodes(redis_server, clock) as (a, b):
         assert await a.take(account(5.0, 5), 5) == 0.0
         assert await b.take(account(5.0, 5), 1) > 0.0
@@ -107,7 +100,7 @@ async def test_a_changed_rate_starts_a_full_bucket(redis_server: RedisServer) ->
 
 
 async def test_accounts_have_buckets_of_their_own(redis_server: RedisServer) -> None:
-    clock = Clock()
+    clock = ManualClock(1000.0)
     async with two_nodes(redis_server, clock) as (a, b):
         assert await a.take(account(1.0, 1, "one"), 1) == 0.0
         assert await b.take(account(1.0, 1, "two"), 1) == 0.0
@@ -116,7 +109,7 @@ async def test_accounts_have_buckets_of_their_own(redis_server: RedisServer) -> 
 
 
 async def test_an_unlimited_account_is_always_admitted(redis_server: RedisServer) -> None:
-    async with two_nodes(redis_server, Clock()) as (a, _):
+    async with two_nodes(redis_server, ManualClock(1000.0)) as (a, _):
         for _ in range(100):
             assert await a.take(account(None), 1000) == 0.0
         stats = a.statistics()
@@ -136,7 +129,7 @@ async def test_the_store_hands_its_client_and_prefix_to_the_limiter(redis_server
     store = RedisStore(redis_server.url, node="a", group=unique_group())
     async with anyio.create_task_group() as tg:
         await tg.start(store.run)
-        limiter = SharedRateLimiter(store.client, key_prefix=store.prefix, clock=Clock())
+        limiter = SharedRateLimiter(store.client, key_prefix=store.prefix, clock=ManualClock(1000.0))
         assert await limiter.take(account(1.0, 1), 1) == 0.0
         assert await limiter.take(account(1.0, 1), 1) == pytest.approx(1.0)
         keys = [k async for k in store.client.scan_iter(match=store.prefix.replace("{", "\\{").replace("}", "\\}") + "rl:*")]

@@ -38,6 +38,7 @@ from gateway._services import (
     text_values,
 )
 from gateway._store import Writes
+from tests.conftest import ManualClock
 
 pytestmark = pytest.mark.anyio
 
@@ -50,14 +51,6 @@ HELP = "ACME on {shortcode}, default {service}{nothing}. Support 0800. Text STOP
 @pytest.fixture
 def anyio_backend() -> tuple[str, dict[str, object]]:
     return ("asyncio", {"use_uvloop": True})
-
-
-class Clock:
-    def __init__(self, now: float = T0) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
 
 
 def config(tmp_path: Path, **billing: Any) -> dict[str, Any]:
@@ -136,7 +129,7 @@ class FakeApp:
 class Env:
     gw: Gateway
     services: Services
-    clock: Clock
+    clock: ManualClock
     subs: FakeSubscriptions
     app: FakeApp
     seq: int = 0
@@ -159,7 +152,7 @@ class Env:
 @asynccontextmanager
 async def env(tmp_path: Path, *, subscriptions: bool = True, **billing: Any) -> AsyncIterator[Env]:
     gw = Gateway(parse_config(config(tmp_path, **billing), base_dir=tmp_path))
-    clock = Clock()
+    clock = ManualClock(T0)
     app = FakeApp()
     subs = FakeSubscriptions()
     if subscriptions:

@@ -27,6 +27,7 @@ from gateway._mo import MoRecord, MoResult
 from gateway._model import Message, MessageStatus
 from gateway._store import Doc, Writes
 from gateway._subscriptions import Subscriptions, confirm_words, first_word, period_end
+from tests.conftest import ManualClock
 
 pytestmark = pytest.mark.anyio
 
@@ -39,14 +40,6 @@ OTHER_KEY = "other-key"
 @pytest.fixture
 def anyio_backend() -> tuple[str, dict[str, object]]:
     return ("asyncio", {"use_uvloop": True})
-
-
-class Clock:
-    def __init__(self, now: float = T0) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
 
 
 @dataclass
@@ -108,7 +101,7 @@ def config_dict(tmp_path: Path, **service: Any) -> dict[str, Any]:
 @dataclass
 class Harness:
     gw: Gateway
-    clock: Clock
+    clock: ManualClock
     consent: FakeConsent
     charging: Charging
     subs: Subscriptions
@@ -181,7 +174,7 @@ def doc(h: Harness, doc_id: str) -> Doc:
 @asynccontextmanager
 async def harness(tmp_path: Path, **service: Any) -> AsyncIterator[Harness]:
     gw = Gateway(parse_config(config_dict(tmp_path, **service), base_dir=tmp_path))
-    clock = Clock()
+    clock = ManualClock(T0)
     gw.core.wall = clock
     consent = FakeConsent()
     gw.extensions["consent"] = consent
