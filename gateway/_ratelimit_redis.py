@@ -11,14 +11,13 @@ their skew does not matter. Tests hand in a fake clock, which the script receive
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
 from typing import Any
 
 import redis.asyncio
 
 from ._config import AccountConfig
-from ._ratelimit import RateLimitStatistics
+from ._ratelimit import AccountRateLimiter, RateLimitStatistics
 
 __all__ = ["SharedRateLimiter"]
 
@@ -99,10 +98,7 @@ class SharedRateLimiter:
             self.admitted += 1
         return wait
 
-    @staticmethod
-    def retry_after(wait_s: float) -> int:
-        """The Retry-After header value (RFC 9110 §10.2.3: whole seconds) for a wait: rounded up, at least 1."""
-        return max(1, math.ceil(wait_s))
+    retry_after = staticmethod(AccountRateLimiter.retry_after)  # the same Retry-After rule
 
     def statistics(self) -> RateLimitStatistics:
         """This node's admissions and refusals; `accounts` counts the limited accounts this node has seen."""
