@@ -300,7 +300,6 @@ class Charging:
         self._queue: deque[Message] = deque()
         self._wake = anyio.Event()
         self._running = False
-        self.settles = gw.config.store.backend != "redis"  # on a cluster: once `run` runs on the billing node
         self.attempts_total = 0
         self.settled_total: dict[str, int] = {s: 0 for s in LEDGER_STATES[1:]}
 
@@ -406,7 +405,8 @@ class Charging:
     def on_final(self, msg: Message) -> None:
         """The core's final hook: a charged MT became final (durably); it is settled by `run` (on a cluster, the
         billing node's: elsewhere nothing settles, and the billing node finds the MT by `poll_open`)."""
-        if self.settles and msg.charged and isinstance(msg.meta.get("charge"), dict):
+        settles = self._running or self.gw.config.store.backend != "redis"
+        if settles and msg.charged and isinstance(msg.meta.get("charge"), dict):
             self._queue.append(msg)
             self._wake.set()
 
@@ -495,7 +495,6 @@ class Charging:
             task_status.started()
             return
         self._running = True
-        self.settles = True
         try:
             self.reconcile()
             task_status.started()
