@@ -294,16 +294,18 @@ class ConsentRegister:
                         started = True
                         task_status.started()
                 entries = await inner.follow(CONSENT_STREAM, after, 500, 1000)
-                for entry_id, value in entries:
-                    writer, _, record_id = value.partition(" ")
-                    if writer != node:  # this node applied its own records as it made them
-                        doc = await inner.adoc(CONSENT_KIND, record_id)
-                        if doc is not None:
-                            self._set(doc.msisdn, doc.scope, doc.state != "out")
-                            self.followed_total += 1
-                            log.info("consent: %s %s %s (recorded by %s)", mask_msisdn(doc.msisdn),
-                                     "opted out of" if doc.state == "out" else "opted in to", doc.scope, writer)
-                    after = entry_id
+                # This node applied its own records as it made them; the others' are read in one round trip.
+                theirs = [(writer, record_id) for writer, _, record_id in (v.partition(" ") for _, v in entries)
+                          if writer != node]
+                docs = await inner.adoc_many(CONSENT_KIND, [record_id for _, record_id in theirs])
+                for (writer, _), doc in zip(theirs, docs, strict=True):
+                    if doc is not None:
+                        self._set(doc.msisdn, doc.scope, doc.state != "out")
+                        self.followed_total += 1
+                        log.info("consent: %s %s %s (recorded by %s)", mask_msisdn(doc.msisdn),
+                                 "opted out of" if doc.state == "out" else "opted in to", doc.scope, writer)
+                if entries:
+                    after = entries[-1][0]
                 if time.time() - trimmed_at > 3600:
                     trimmed_at = time.time()
                     await inner.trim_older(CONSENT_STREAM, FOLLOW_KEEP_S)

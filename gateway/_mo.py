@@ -266,9 +266,9 @@ class MoIntake:
         inner = self.gw.store.inner
         writes = RedisWrites()
         afters = []
-        for entry in entries:
+        docs = await inner.adoc_many("mo_part", [entry.message_id for entry in entries])
+        for entry, doc in zip(entries, docs, strict=True):
             writes.ack.append((entry.stream, entry.entry_id))
-            doc = await inner.adoc("mo_part", entry.message_id)
             if doc is None or doc.state != "pending":
                 continue
             after = self._feed(doc, writes)

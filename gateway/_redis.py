@@ -1582,6 +1582,12 @@ class RedisStore:
                                             "a", "b")]
         return None if i is None else _doc(kind, (i, m, s, st, d, a, b))
 
+    def _p_doc_many(self, kind: str, doc_ids: Sequence[str]) -> Plan[list[Doc | None]]:
+        if not doc_ids:
+            return []
+        rows = yield [("HMGET", self._key("d:", _e(kind), _e(d)), "i", "m", "s", "st", "d", "a", "b") for d in doc_ids]
+        return [None if row[0] is None else _doc(kind, tuple(row)) for row in rows]
+
     def _p_docs(self, kind: str, msisdn: str | None, scope: str | None, state: str | None, since: float | None,
                 limit: int | None) -> Plan[list[Doc]]:
         filters: list[Any] = []
@@ -1719,6 +1725,10 @@ class RedisStore:
 
     async def adoc(self, kind: str, doc_id: str) -> Doc | None:
         return await self._arun(self._p_doc(kind, doc_id))
+
+    async def adoc_many(self, kind: str, doc_ids: Sequence[str]) -> list[Doc | None]:
+        """The documents `doc_ids` of `kind`, None where there is none (one round trip)."""
+        return await self._arun(self._p_doc_many(kind, doc_ids))
 
     def docs(self, kind: str, *, msisdn: str | None = None, scope: str | None = None, state: str | None = None,
              since: float | None = None, limit: int | None = None) -> list[Doc]:

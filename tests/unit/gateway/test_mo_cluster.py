@@ -45,8 +45,8 @@ class FakeInner:
         await anyio.sleep(block_ms / 1000)
         return []
 
-    async def adoc(self, kind: str, doc_id: str) -> Doc | None:
-        return self.docs.get(doc_id)
+    async def adoc_many(self, kind: str, doc_ids: list[str]) -> list[Doc | None]:
+        return [self.docs.get(d) for d in doc_ids]
 
 
 class FakeStore:

@@ -28,7 +28,7 @@ from gateway._redis import (
     RedisWrites,
     key_prefix,
 )
-from gateway._store import StoreClosed, Writes
+from gateway._store import Doc, StoreClosed, Writes
 from tests.redis_fixture import RedisServer, redis_server, unique_group
 
 __all__ = ["redis_server"]
@@ -619,3 +619,14 @@ async def test_cluster_writes_sharing_a_commit_ack_each_entry_once(redis_server:
         stats = await a.queue_statistics("sim")
         assert (stats.length, stats.pending, cs.entries) == (0, 0, {})
         assert all(cs.versions[m.id] == 3 for m in msgs) and cs.conflicts == 0
+
+
+async def test_adoc_many_reads_documents_in_one_call_in_order(redis_server: RedisServer, group: str) -> None:
+    async with nodes(redis_server.url, group, "a") as (a,):
+        docs = [Doc("mo_part", f"p{i}", "447900000001", "84001", "pending", None, 1.0 + i, b"body%d" % i)
+                for i in range(3)]
+        await a.commit(RedisWrites(docs=docs))
+        got = await a.adoc_many("mo_part", ["p2", "nope", "p0"])
+        assert got == [docs[2], None, docs[0]]
+        assert await a.adoc_many("mo_part", []) == []
+        assert got[0] == await a.adoc("mo_part", "p2")
