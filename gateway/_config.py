@@ -169,6 +169,7 @@ class StoreConfig(_Strict, frozen=True, forbid_unknown_fields=True, kw_only=True
     path: str = "var/gateway.db"
     commit_interval_ms: NonNegFloat = 0.0
     synchronous: str = "normal"
+    writer: str = "process"
     max_queue: PosInt = 1_000_000
     redis_url: str = "redis://127.0.0.1:6379/0"
     redis_group: Annotated[str, msgspec.Meta(pattern="^[A-Za-z0-9_.-]{1,64}$")] = "default"
@@ -618,6 +619,8 @@ def _check(cfg: Config) -> Config:
             raise ConfigError(str(exc), path="store.redis_url") from None
     if cfg.store.synchronous not in ("normal", "full"):
         raise ConfigError(f"expected normal or full, got {cfg.store.synchronous!r}", path="store.synchronous")
+    if cfg.store.writer not in ("process", "inline"):
+        raise ConfigError(f"expected process or inline, got {cfg.store.writer!r}", path="store.writer")
     if cfg.cluster.node_timeout_s < 3 * cfg.cluster.heartbeat_s:
         # The billing node must see a lost lease and stop before the lease can expire (_leader, Rule 2).
         raise ConfigError(f"must be at least 3 x cluster.heartbeat_s ({3 * cfg.cluster.heartbeat_s:g}), got "

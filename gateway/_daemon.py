@@ -181,7 +181,8 @@ def make_store(config: Config) -> Store:
         path = Path(cfg.path)
         if not path.is_absolute():
             path = Path(config.base_dir) / path
-        return SqliteStore(path, synchronous=cfg.synchronous, commit_interval_s=cfg.commit_interval_ms / 1000)
+        return SqliteStore(path, synchronous=cfg.synchronous, commit_interval_s=cfg.commit_interval_ms / 1000,
+                           writer=cfg.writer)
     if cfg.backend == "redis":
         from ._cluster import ClusterStore
         from ._redis import RedisStore

@@ -128,3 +128,27 @@ async def test_clear_callbacks_updates_the_column_and_reads_follow_it(tmp_path: 
     assert [m.id for m in reopened.callback_pending()] == [waiting.id]
     again = reopened.get(done.id)
     assert again is not None and not again.callback_pending
+
+
+@pytest.mark.parametrize("writer", ["inline", "process"])
+async def test_cleared_callbacks_start_no_commit_but_ride_the_next_one_or_the_lazy_flush(
+        tmp_path: Path, writer: str) -> None:
+    store = SqliteStore(tmp_path / "gw.db", writer=writer)
+    store.lazy_flush_s = 0.3
+    a, b = message(MessageStatus.DELIVERED, callback_pending=True), message(MessageStatus.DELIVERED,
+                                                                            callback_pending=True)
+    async with anyio.create_task_group() as tg:
+        await tg.start(store.run)
+        await store.write(Writes(messages=[a, b]))
+        commits = store.statistics().commits
+        done = store.clear_callbacks([a])
+        await anyio.sleep(0.05)
+        assert not done.is_set() and store.statistics().commits == commits  # no commit of its own
+        await store.write(Writes(messages=[message()]))  # the next commit takes it along
+        assert done.is_set() and {m.id for m in store.callback_pending()} == {b.id}
+        done = store.clear_callbacks([b])
+        with anyio.fail_after(5):
+            await done.wait()  # alone, it is committed within lazy_flush_s
+        assert list(store.callback_pending()) == []
+        await store.write(Writes())  # an empty write is a barrier: it returns once a commit has run
+        tg.cancel_scope.cancel()

@@ -1,5 +1,6 @@
-"""The store contract: every test runs on SqliteStore (in tmp_path) and on RedisStore (against a redis-server the
-tests start on 127.0.0.1, tests.redis_fixture), and both must answer the same.
+"""The store contract: every test runs on SqliteStore (in tmp_path; its SQL in the daemon and in a writer process)
+and on RedisStore (against a redis-server the tests start on 127.0.0.1, tests.redis_fixture), and all must answer
+the same.
 
 What the contract holds: `write()` returns only when its rows are durable (they survive the storage going down
 hard: SIGKILL of redis-server, which runs with appendfsync always); `write_nowait()`'s event is set then; every
@@ -63,11 +64,14 @@ class Backend:
         return None if row is None else (float(row[0]), bytes(row[1]))
 
 
-@pytest.fixture(params=["sqlite", "redis"])
+@pytest.fixture(params=["sqlite", "sqlite-process", "redis"])
 def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Backend:
     if request.param == "sqlite":
         path = tmp_path / "gw.db"
         return Backend("sqlite", lambda **kw: SqliteStore(path, **kw), lambda: None)
+    if request.param == "sqlite-process":  # the SQL in a writer process of its own (store.writer process)
+        path = tmp_path / "gw.db"
+        return Backend("sqlite-process", lambda **kw: SqliteStore(path, writer="process", **kw), lambda: None)
     server: RedisServer = request.getfixturevalue("redis_server")
     group = unique_group()
     return Backend("redis", lambda **kw: RedisStore(server.url, node="n1", group=group, **kw), server.restart)

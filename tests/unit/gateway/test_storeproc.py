@@ -1,0 +1,173 @@
+"""The store writer process (gateway/_storeproc.py, store.writer process): its frames, its transactions, its
+signals and its end, and what SqliteStore does when it dies."""
+
+from __future__ import annotations
+
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+from pathlib import Path
+
+import anyio
+import msgspec
+import pytest
+
+from gateway._model import Message, new_message_id
+from gateway._store import SqliteStore, StoreClosed, Writes, sql_batch
+from gateway._storeproc import BATCH_FIELDS, connect, execute_batch
+
+pytestmark = pytest.mark.anyio
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+def message(**kw: object) -> Message:
+    fields: dict[str, object] = {"id": new_message_id(), "account": "acme", "to": "447911123456", "source": "ACME",
+                                 "text": "hello", "created_at": 1.0, "expires_at": 1e12}
+    fields.update(kw)
+    return Message(**fields)  # type: ignore[arg-type]
+
+
+def schema(path: Path) -> None:
+    """A database with the store's schema, as the daemon leaves it before it starts the writer process."""
+    store = SqliteStore(path, writer="process")
+    store.open_sync()
+    store._close()
+
+
+def frame(body: bytes) -> bytes:
+    return len(body).to_bytes(4, "big") + body
+
+
+def read_frame(stream: object) -> list[object]:
+    assert hasattr(stream, "read")
+    size = int.from_bytes(stream.read(4), "big")
+    return list(msgspec.msgpack.decode(stream.read(size)))
+
+
+def start_writer(path: Path) -> subprocess.Popen[bytes]:
+    proc = subprocess.Popen([sys.executable, "-m", "gateway._storeproc", str(path), "normal", "0.05"],
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+    assert read_frame(proc.stdout) == ["ready", [], 0]
+    return proc
+
+
+def count(path: Path, table: str) -> int:
+    conn = sqlite3.connect(path)
+    try:
+        return int(conn.execute(f"SELECT count(*) FROM {table}").fetchone()[0])
+    finally:
+        conn.close()
+
+
+def test_a_batch_is_one_transaction_or_nothing(tmp_path: Path) -> None:
+    path = tmp_path / "gw.db"
+    schema(path)
+    conn = connect(str(path), "normal")
+    good = sql_batch(Writes(messages=[message()], smsc_ids=[("sim", "1", "m1", 0)]))
+    assert execute_batch(conn, good) == ([], 2)
+    # The last list breaks a NOT NULL constraint: the rows before it in the same batch are rolled back too.
+    bad = [list(rows) for rows in sql_batch(Writes(messages=[message()], smsc_ids=[("sim", "2", "m2", 0)]))]
+    bad[BATCH_FIELDS.index("ledger_outcomes")] = [("a1", 1.0, None, "", "")]
+    with pytest.raises(sqlite3.IntegrityError):
+        execute_batch(conn, bad)
+    conn.close()
+    assert count(path, "messages") == 1 and count(path, "smsc_ids") == 1
+
+
+def test_the_process_answers_each_batch_after_commit_and_ends_when_its_input_closes(tmp_path: Path) -> None:
+    path = tmp_path / "gw.db"
+    schema(path)
+    proc = start_writer(path)
+    assert proc.stdin is not None and proc.stdout is not None
+    batch = sql_batch(Writes(messages=[message(), message()], early_receipts=[("sim", b"pdu1"), ("sim", b"pdu2")]))
+    proc.stdin.write(frame(msgspec.msgpack.encode(batch)))
+    proc.stdin.flush()
+    error, early_ids, rows = read_frame(proc.stdout)
+    assert (error, rows) == ("", 4)
+    assert isinstance(early_ids, list) and len(early_ids) == 2 and early_ids[0] < early_ids[1]
+    assert count(path, "messages") == 2  # committed: another connection reads it before the next frame
+    proc.stdin.close()
+    assert proc.wait(timeout=10) == 0
+
+
+def test_the_process_ignores_the_signals_a_service_manager_sends_the_whole_group(tmp_path: Path) -> None:
+    path = tmp_path / "gw.db"
+    schema(path)
+    proc = start_writer(path)
+    assert proc.stdin is not None and proc.stdout is not None
+    proc.send_signal(signal.SIGTERM)
+    proc.send_signal(signal.SIGINT)
+    proc.stdin.write(frame(msgspec.msgpack.encode(sql_batch(Writes(messages=[message()])))))
+    proc.stdin.flush()
+    assert read_frame(proc.stdout) == ["", [], 1]  # still committing: the daemon decides when it ends
+    proc.stdin.close()
+    assert proc.wait(timeout=10) == 0
+
+
+def test_a_failed_commit_is_answered_and_ends_the_process(tmp_path: Path) -> None:
+    path = tmp_path / "gw.db"
+    schema(path)
+    proc = start_writer(path)
+    assert proc.stdin is not None and proc.stdout is not None
+    bad = [[] for _ in BATCH_FIELDS]
+    bad[BATCH_FIELDS.index("ledger_outcomes")] = [("a1", 1.0, None, "", "")]
+    proc.stdin.write(frame(msgspec.msgpack.encode(bad)))
+    proc.stdin.flush()
+    error, early_ids, rows = read_frame(proc.stdout)
+    assert str(error).startswith("IntegrityError") and early_ids == [] and rows == 0
+    assert proc.wait(timeout=10) == 1
+
+
+async def test_the_store_runs_its_writer_process_and_stops_it(tmp_path: Path) -> None:
+    store = SqliteStore(tmp_path / "gw.db", writer="process")
+    m = message()
+    async with anyio.create_task_group() as tg:
+        await tg.start(store.run)
+        assert store._process is not None
+        child = store._process.pid
+        await store.write(Writes(messages=[m]))
+        assert store.get(m.id) == m  # the daemon's own read connection sees what the child committed
+        store.write_nowait(Writes(smsc_ids=[("sim", "77", m.id, 0)]))  # pending at the stop: committed on the way
+        tg.cancel_scope.cancel()
+    assert not store.is_open
+    with pytest.raises(ProcessLookupError):
+        os.kill(child, 0)  # it ended and was reaped
+    again = SqliteStore(tmp_path / "gw.db", writer="process")
+    again.open_sync()
+    try:
+        assert again.lookup_smsc_id("sim", ["77"]) == (m.id, 0)
+    finally:
+        again._close()
+
+
+async def test_a_writer_process_that_dies_fails_the_store_and_its_waiters(tmp_path: Path) -> None:
+    store = SqliteStore(tmp_path / "gw.db", writer="process")
+    failure: list[BaseException] = []
+
+    async def run() -> None:
+        try:
+            await store.run()
+        except* StoreClosed as group:
+            failure.extend(group.exceptions)
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(run)
+        with anyio.fail_after(30):
+            while not store.is_open:
+                await anyio.sleep(0.01)
+        assert store._process is not None
+        store._process.kill()
+        await store._process.wait()
+        with pytest.raises(StoreClosed):
+            with anyio.fail_after(10):
+                await store.write(Writes(messages=[message()]))
+    assert failure and "ended" in str(failure[0])
+    assert not store.is_open
+    with pytest.raises(StoreClosed):
+        store.write_nowait(Writes(messages=[message()]))
