@@ -332,6 +332,26 @@ def _build(text: str, fields: dict[str, str], extra: list[tuple[str, str]], *, k
     )
 
 
+def _appendix_b(pdu: DeliverSm | DataSm, kind: ReceiptKind, text: str, m: re.Match[str]) -> Receipt:
+    """`parse_receipt` for a text in Appendix B's exact layout (most receipts): the same Receipt as
+    `_build(text, *_split_fields(text), ...)` gives, read straight from the match. Its groups need no
+    `_first_token` (\\S+ holds no space) and no `_INT` ([0-9]+ is all digits)."""
+    text_id, sub, dlvrd, submit, done, stat, err, body = m.groups()
+    tlvs = pdu.tlvs
+    if tlvs:
+        tlv_id = tlvs.get_str("receipted_message_id")
+        state = tlvs.get_int("message_state")
+        network_error = NetworkError.from_tlv(tlvs.get_bytes("network_error_code"))
+    else:
+        tlv_id = state = network_error = None
+    return Receipt(
+        tlv_id if tlv_id is not None and tlv_id.strip() else text_id,
+        status_from_message_state(state) if state is not None else status_from_stat(stat),
+        kind, text_id, tlv_id, stat, state, err, network_error, submit, done, int(sub), int(dlvrd),
+        None if body is None else body.strip(), (), text, pdu.source_addr, pdu.destination_addr,
+    )
+
+
 def parse_receipt_text(text: str) -> Receipt | None:
     """Parse an Appendix B receipt text on its own; None when it is not one (it has neither `id:` nor `stat:`).
 
@@ -373,6 +393,8 @@ def parse_receipt(pdu: Pdu, *, sniff_text: bool = False) -> Receipt | None:
         return None
     kind = receipt_kind(pdu.esm_class)
     text = _pdu_text(pdu)
+    if kind is not None and (m := _APPENDIX_B.fullmatch(text)) is not None:
+        return _appendix_b(pdu, kind, text, m)
     fields, extra = _split_fields(text)
     if kind is None:
         if not sniff_text or pdu.esm_class & _TYPE_MASK or "id" not in fields or "stat" not in fields:

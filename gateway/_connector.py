@@ -660,7 +660,7 @@ class Connector:
         self._receipts += 1
         key = receipt.status.value
         self._receipts_by_status[key] = self._receipts_by_status.get(key, 0) + 1
-        hit = await self.core.match_or_park(self.name, receipt, encode_pdu(pdu))
+        hit = await self.core.match_or_park(self.name, receipt, pdu)
         if hit is None:  # early (its submit_sm_resp has not come yet) or unknown: kept durably, now answered
             self._durable(live, writes, reply=reply)
             return

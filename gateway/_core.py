@@ -34,7 +34,7 @@ from dlr import (
     receipt_keys,
 )
 from routing import MtDecision, MtRouter, NoSmscUp, NumberingPlan, mask_msisdn
-from smpp import Status
+from smpp import Pdu, Status, encode_pdu
 
 from ._config import Config, SmscConfig
 from ._model import Message, MessageStatus, Part, StatusChange
@@ -602,13 +602,14 @@ class GatewayCore:
 
     # ---- receipts --------------------------------------------------------------------------------------
 
-    async def match_or_park(self, smsc: str, receipt: Receipt, pdu: bytes) -> tuple[str, int] | None:
-        """Our (message_id, part) for a receipt; None when it is parked durably until its submit_sm_resp comes."""
+    async def match_or_park(self, smsc: str, receipt: Receipt, pdu: Pdu) -> tuple[str, int] | None:
+        """Our (message_id, part) for a receipt; None when it is parked durably until its submit_sm_resp comes.
+        `pdu` (the deliver_sm) is encoded only to be parked: most receipts match in memory."""
         if self.cluster is not None:
-            return await self.cluster.match_or_park(smsc, receipt, pdu)
+            return await self.cluster.match_or_park(smsc, receipt, encode_pdu(pdu))
         hit = self.match_receipt(smsc, receipt)
         if hit is None:
-            rows = await self.store.write(Writes(early_receipts=[(self.scope(smsc), pdu)]))
+            rows = await self.store.write(Writes(early_receipts=[(self.scope(smsc), encode_pdu(pdu))]))
             if rows:
                 self.park_rows(receipt, rows[0])
         return hit

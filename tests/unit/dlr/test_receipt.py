@@ -26,7 +26,7 @@ from dlr import (
     receipt_keys,
     receipt_kind,
 )
-from dlr._receipt import _split_any, _split_fields
+from dlr._receipt import _build, _pdu_text, _split_any, _split_fields
 from smpp import DataSm, DeliverSm, SubmitSm, Tlvs, decode_pdu
 
 S = ReceiptStatus
@@ -496,3 +496,32 @@ def test_the_appendix_b_fast_path_reads_what_the_general_path_reads(
     written = (f"id:{ident} sub:{sub} dlvrd:{dlvrd} submit date:{submit} done date:{done} stat:{stat} err:{err}"
                + ("" if text is None else f" {text_key}:{text}"))
     assert _split_fields(written) == _split_any(written)
+
+
+@given(ident=_token, sub=_num, dlvrd=_num, submit=_num, done=_num, stat=_token, err=_token,
+       text=st.one_of(st.none(), st.text(alphabet=st.characters(max_codepoint=255), max_size=30)),
+       esm_class=st.sampled_from([0x04, 0x08, 0x10, 0x20, 0x44]),
+       state=st.one_of(st.none(), st.integers(0, 9)),
+       tlv_id=st.one_of(st.none(), st.just(" "), _token),
+       nec=st.one_of(st.none(), st.binary(min_size=3, max_size=3)))
+def test_parse_receipt_fast_path_builds_what_the_general_path_builds(
+        ident: str, sub: str, dlvrd: str, submit: str, done: str, stat: str, err: str, text: str | None,
+        esm_class: int, state: int | None, tlv_id: str | None, nec: bytes | None) -> None:
+    written = (f"id:{ident} sub:{sub} dlvrd:{dlvrd} submit date:{submit} done date:{done} stat:{stat} err:{err}"
+               + ("" if text is None else f" text:{text}"))
+    values: dict[str, int | str | bytes] = {}
+    if state is not None:
+        values["message_state"] = state
+    if tlv_id is not None:
+        values["receipted_message_id"] = tlv_id
+    if nec is not None:
+        values["network_error_code"] = nec
+    pdu = _dlr(written.encode("latin-1"), esm_class=esm_class, tlvs=Tlvs(values))
+    kind = receipt_kind(esm_class)
+    assert kind is not None
+    fields, extra = _split_any(_pdu_text(pdu))
+    general = _build(_pdu_text(pdu), fields, extra, kind=kind, tlv_id=pdu.tlvs.get_str("receipted_message_id"),
+                     state=pdu.tlvs.get_int("message_state"),
+                     network_error=NetworkError.from_tlv(pdu.tlvs.get_bytes("network_error_code")),
+                     source_addr=pdu.source_addr, destination_addr=pdu.destination_addr)
+    assert parse_receipt(pdu) == general
