@@ -74,6 +74,7 @@ from e2e_systems import (
     start_kannel,
     start_redis,
     start_simulator,
+    store_writer_pid,
 )
 from e2e_wire import CallbackServer
 
@@ -92,6 +93,12 @@ class Configuration:
     profile_pid: int | None = None
     redis_port: int | None = None
     node_ports: dict[str, int] = field(default_factory=dict)  # a cluster's nodes: name -> HTTP port
+
+
+def writer_of(gateway_pid: int) -> dict[str, int]:
+    """The gateway's store writer process under its own name, so its CPU shows apart from the daemon's."""
+    pid = store_writer_pid(gateway_pid)
+    return {} if pid is None else {"store writer": pid}
 
 
 def cluster_name(nodes: int) -> str:
@@ -282,6 +289,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--store", choices=("sqlite", "redis"), default="sqlite",
                    help="redis: also measure gateway nodes sharing a redis-server, beside the single SQLite node "
                         "(default: %(default)s)")
+    p.add_argument("--store-writer", choices=("process", "inline"), default="process",
+                   help="the SQLite gateways' store.writer: the store's SQL in a process of its own, or in the "
+                        "daemon's event loop (default: %(default)s)")
     p.add_argument("--nodes", type=_node_counts, default=[2], metavar="N[,N...]",
                    help="with --store redis, the number of gateway nodes; several counts (1,2) measure a cluster "
                         "of each size in the same rounds (default: 2)")
@@ -321,19 +331,22 @@ async def main_async(args: argparse.Namespace, say: Callable[[str], None], workd
     me = os.getpid()
     configs: list[Configuration] = []
     gw = start_gateway(children, "batch", sim, system_id="gwbatch", callback_url=sink_url, callback_batch=args.callback_batch,
-                       callback_interval_ms=args.callback_interval_ms, sessions=args.sessions, window=args.window)
+                       callback_interval_ms=args.callback_interval_ms, sessions=args.sessions, window=args.window,
+                       store_writer=args.store_writer)
     say(f"gateway (batch) pid {gw.child.pid}, http port {gw.port}")
     configs.append(Configuration("gateway batch", GatewayTarget([gw.port], args.batch, "gateway batch", "gwbatch"),
-                                 {"gateway": gw.child.pid, "simulator": sim.child.pid, "driver+sink": me},
+                                 {"gateway": gw.child.pid, **writer_of(gw.child.pid), "simulator": sim.child.pid,
+                                  "driver+sink": me},
                                  gw.child.pid))
     if args.single:
         gw1 = start_gateway(children, "single", sim, system_id="gwsingle", callback_url=sink_url,
                             callback_batch=args.single_callback_batch,
                             callback_interval_ms=args.callback_interval_ms, sessions=args.sessions,
-                            window=args.window)
+                            window=args.window, store_writer=args.store_writer)
         say(f"gateway (single) pid {gw1.child.pid}, http port {gw1.port}")
         configs.append(Configuration("gateway single", GatewayTarget([gw1.port], 0, "gateway single", "gwsingle"),
-                                     {"gateway": gw1.child.pid, "simulator": sim.child.pid, "driver+sink": me},
+                                     {"gateway": gw1.child.pid, **writer_of(gw1.child.pid), "simulator": sim.child.pid,
+                                      "driver+sink": me},
                                      gw1.child.pid))
     for n in cluster_sizes:
         redis = start_redis(children, f"redis-{n}n")

@@ -28,7 +28,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import msgspec
-from e2e_systems import API_KEY, HOST, KANNEL_PASSWORD, KANNEL_USER, cpu_seconds
+from e2e_systems import API_KEY, HOST, KANNEL_PASSWORD, KANNEL_USER, cpu_by_name
 from e2e_wire import CallbackServer, HttpConnection, percentile
 
 __all__ = ["GatewayTarget", "KannelTarget", "RunResult", "Target", "drive"]
@@ -376,7 +376,7 @@ async def drive(target: Target, *, first_key: int, count: int, concurrency: int,
         while not samples:  # the baseline
             await asyncio.sleep(0.005)
         base_submitted, base_acked = samples[-1][1], samples[-1][2]
-        cpu_before = {name: cpu_seconds(pid) for name, pid in pids.items()}
+        cpu_before = cpu_by_name(pids)
         start = time.monotonic()
         await asyncio.gather(*(run.sender(c, sink.port) for c in conns))
         result.accept_s = max(run.accept_at, default=start) - start
@@ -389,7 +389,7 @@ async def drive(target: Target, *, first_key: int, count: int, concurrency: int,
                 if time.monotonic() - run.progress_at > stall_s:
                     result.problems.append(f"no callback for {stall_s:g} s: {run.callbacks} of {run.accepted}")
                     break
-        cpu_after = {name: cpu_seconds(pid) for name, pid in pids.items()}
+        cpu_after = cpu_by_name(pids)
         result.wall_s = time.monotonic() - start
         # Let the counters settle (receipts are acknowledged before callbacks can exist), then a last poll.
         await asyncio.sleep(2 * POLL_S)

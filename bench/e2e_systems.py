@@ -26,7 +26,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
@@ -41,6 +41,7 @@ __all__ = [
     "KannelProcess",
     "RedisProcess",
     "SimulatorProcess",
+    "cpu_by_name",
     "cpu_seconds",
     "redis_command",
     "start_cluster",
@@ -48,6 +49,7 @@ __all__ = [
     "start_kannel",
     "start_redis",
     "start_simulator",
+    "store_writer_pid",
 ]
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -59,11 +61,53 @@ _TICKS = os.sysconf("SC_CLK_TCK")
 _PR_SET_PDEATHSIG = 1
 
 
+def _stat(pid: int) -> list[str]:
+    with open(f"/proc/{pid}/stat", encoding="ascii") as f:
+        return f.read().rsplit(")", 1)[1].split()
+
+
 def cpu_seconds(pid: int) -> float:
     """utime + stime of a process and all its threads, from /proc/PID/stat (fields 14 and 15, clock ticks)."""
-    with open(f"/proc/{pid}/stat", encoding="ascii") as f:
-        fields = f.read().rsplit(")", 1)[1].split()
+    fields = _stat(pid)
     return (int(fields[11]) + int(fields[12])) / _TICKS
+
+
+def cpu_by_name(pids: Mapping[str, int]) -> dict[str, float]:
+    """CPU seconds of each named process plus its live descendants that no other name covers: a process counts
+    for its nearest named ancestor (the gateway's store writer process counts for the gateway, not for the
+    driver that started the gateway)."""
+    named = {pid: name for name, pid in pids.items()}
+    stats: dict[int, list[str]] = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                stats[int(entry)] = _stat(int(entry))
+            except (OSError, IndexError):
+                continue  # it ended meanwhile
+    out = dict.fromkeys(pids, 0.0)
+    for pid, fields in stats.items():
+        p, hops = pid, 0
+        while p not in named and p in stats and hops < 64:
+            p, hops = int(stats[p][1]), hops + 1
+        if p in named:
+            out[named[p]] += (int(fields[11]) + int(fields[12])) / _TICKS
+    return out
+
+
+def store_writer_pid(gateway_pid: int) -> int | None:
+    """The pid of a gateway's store writer process (store.writer process), None when it runs none."""
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            if int(_stat(int(entry))[1]) != gateway_pid:
+                continue
+            with open(f"/proc/{entry}/cmdline", "rb") as f:
+                if b"gateway._storeproc" in f.read():
+                    return int(entry)
+        except (OSError, IndexError):
+            continue
+    return None
 
 
 def _die_with_parent() -> None:  # runs in the child between fork and exec
@@ -287,7 +331,8 @@ SQLITE_STORE = """\
   backend: sqlite
   path: {path}
   commit_interval_ms: 0
-  synchronous: normal"""
+  synchronous: normal
+  writer: {writer}"""
 
 REDIS_STORE = """\
   backend: redis
@@ -328,14 +373,14 @@ def _wait_ready(child: Child, what: str) -> int:
 
 def start_gateway(children: Children, name: str, sim: SimulatorProcess, *, system_id: str, callback_url: str,
                   callback_batch: int,
-                  callback_interval_ms: int, sessions: int, window: int) -> GatewayProcess:
-    """`smppgw run` with a config of its own and an SQLite store in the work directory, bound to the simulator;
-    returns once /readyz answers 200 (store open, the route's bind up)."""
+                  callback_interval_ms: int, sessions: int, window: int, store_writer: str = "process") -> GatewayProcess:
+    """`smppgw run` with a config of its own and an SQLite store in the work directory (store.writer
+    `store_writer`), bound to the simulator; returns once /readyz answers 200 (store open, the route's bind up)."""
     store_dir = children.workdir / f"gateway-{name}"
     store_dir.mkdir()
     config = store_dir / "gateway.yaml"
     config.write_text(_gateway_config(
-        node=f"bench-{name}", store=SQLITE_STORE.format(path=store_dir / "gateway.db"), sim=sim, system_id=system_id,
+        node=f"bench-{name}", store=SQLITE_STORE.format(path=store_dir / "gateway.db", writer=store_writer), sim=sim, system_id=system_id,
         callback_url=callback_url, callback_batch=callback_batch, callback_interval_ms=callback_interval_ms,
         sessions=sessions, window=window), encoding="utf-8")
     child = children.start(f"gateway-{name}", [*_smppgw(), "run", "-c", str(config)])

@@ -49,6 +49,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 import msgspec  # noqa: E402
+from e2e_systems import cpu_by_name, store_writer_pid  # noqa: E402
 
 from gateway._httpclient import HttpClient, parse_url  # noqa: E402
 
@@ -60,7 +61,6 @@ KANNEL_REPLY_MS = 85.0
 TARGET_APP_MS = 5.0
 TARGET_REPLY_MS = 10.0
 TARGET_RATE = 5000.0
-_TICKS = os.sysconf("SC_CLK_TCK")
 
 SIMULATOR_CONFIG = """\
 listen: 127.0.0.1:0
@@ -136,13 +136,6 @@ AUTOREPLY_SERVICE = """\
 
 
 # ---- processes ---------------------------------------------------------------------------------------------
-
-
-def cpu_seconds(pid: int) -> float:
-    """utime + stime of a process (all threads), from /proc/PID/stat."""
-    with open(f"/proc/{pid}/stat", encoding="ascii") as f:
-        fields = f.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / _TICKS
 
 
 def _die_with_parent() -> None:  # runs in the child between fork and exec
@@ -359,8 +352,10 @@ class Driver:
         tags = [f"{phase.name}{i}" for i in range(phase.count)]
         who = {tag: self.senders[i % len(self.senders)] for i, tag in enumerate(tags)}
         phase.loadavg = Path("/proc/loadavg").read_text().split(" ", 3)[:3].__str__()
-        pids = {"gateway": GATEWAY_PID, "simulator": SIMULATOR_PID, "driver+app": os.getpid()}
-        cpu0 = {k: cpu_seconds(p) for k, p in pids.items()}
+        writer = store_writer_pid(GATEWAY_PID)
+        pids = {"gateway": GATEWAY_PID, **({"store writer": writer} if writer else {}), "simulator": SIMULATOR_PID,
+                "driver+app": os.getpid()}
+        cpu0 = cpu_by_name(pids)
         commits0 = await gateway_commits()
         phase.started = time.time()
         t0 = time.perf_counter()
@@ -387,7 +382,8 @@ class Driver:
         while (self.expect_app and not want <= self.app.arrived.keys() and time.monotonic() < deadline):
             await asyncio.sleep(0.05)
         replies = await self.collect(phase, tags, who, deadline if self.expect_reply else time.monotonic())
-        phase.cpu = {k: cpu_seconds(p) - cpu0[k] for k, p in pids.items()}
+        cpu1 = cpu_by_name(pids)
+        phase.cpu = {k: cpu1[k] - cpu0[k] for k in pids}
         phase.commits = await gateway_commits() - commits0
         arrivals = [self.app.arrived[t] for t in tags if t in self.app.arrived]
         mo_times = replies["mo"]
