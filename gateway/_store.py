@@ -350,6 +350,18 @@ class SqliteStore:
         self._rows += rows
         return early_ids
 
+    async def _watch_process(self, proc: anyio.abc.Process) -> None:
+        """A writer process that ends while the store runs fails the store at once, not at the next commit: the
+        daemon stops (and its service manager restarts it) instead of reporting ready on a store that cannot
+        commit."""
+        code = await proc.wait()
+        failure = StoreClosed(f"the store writer process ended (exit status {code})")
+        if self._failed is None:
+            self._failed = failure
+            log.error("store writer process ended, the gateway can no longer make messages durable: exit status %s",
+                      code)
+        raise failure
+
     async def _stop_process(self) -> None:
         proc, self._process = self._process, None
         if proc is None:
@@ -379,6 +391,8 @@ class SqliteStore:
             async with anyio.create_task_group() as tg:
                 if self.inline:
                     tg.start_soon(self._checkpoints)
+                if self._process is not None:
+                    tg.start_soon(self._watch_process, self._process)
                 task_status.started()
                 while True:
                     with anyio.move_on_after(self.lazy_flush_s):
@@ -393,6 +407,9 @@ class SqliteStore:
                 try:
                     if self._failed is None and self._has_pending():
                         await self._commit_pending()
+                    if self._failed is not None:  # writes waiting for a commit that will not come learn it
+                        self._batch.error = self._failed
+                        self._batch.done.set()
                 finally:
                     await self._stop_process()
                     self._close()
