@@ -90,6 +90,7 @@ store:
   path: {store}
   commit_interval_ms: 0
   synchronous: normal
+  writer: {writer}
 accounts:
   - id: bench
 smscs:
@@ -510,6 +511,7 @@ async def main_async(args: argparse.Namespace, workdir: Path, say: Any) -> list[
         control_port = int(sim.wait_for(r"simulator control listening on \S+:(\d+)").group(1))
         gw_cfg = workdir / "gateway.yaml"
         gw_cfg.write_text(GATEWAY_CONFIG.replace("{store}", str(workdir / "gw.db"))
+                          .replace("{writer}", args.store_writer)
                           .replace("{smpp_port}", str(smpp_port))
                           .replace("{service}", AUTOREPLY_SERVICE if args.autoreply else FORWARD_SERVICE)
                           .replace("{app_url}", f"http://{HOST}:{app.port}/mo"))
@@ -611,6 +613,8 @@ def parser() -> argparse.ArgumentParser:
                    help="the application answers 204 (no reply MT): isolates the forward from the reply")
     p.add_argument("--autoreply", action="store_true",
                    help="an auto-reply service instead of the forward (no application): isolates the reply")
+    p.add_argument("--store-writer", choices=("process", "inline"), default="process",
+                   help="the gateway's store.writer (default: %(default)s)")
     p.add_argument("--record", action="store_true")
     p.add_argument("--serve-gateway", metavar="CONFIG", help=argparse.SUPPRESS)
     return p
