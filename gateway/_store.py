@@ -12,6 +12,7 @@ callback_pending); receipt correlation is append-only inserts into smsc_ids, nev
 from __future__ import annotations
 
 import logging
+import os
 import sqlite3
 import subprocess
 import sys
@@ -315,10 +316,13 @@ class SqliteStore:
         self._open = self.writer == "inline"
 
     async def _start_process(self) -> None:
-        """Start the writing process and wait for its ready frame."""
+        """Start the writing process and wait for its ready frame. It runs this interpreter and imports this copy
+        of the package (its directory goes first on the child's PYTHONPATH), whatever the working directory."""
+        here = str(Path(__file__).resolve().parent.parent)
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in (here, os.environ.get("PYTHONPATH")) if p)}
         self._process = await anyio.open_process(
             [sys.executable, "-m", "gateway._storeproc", str(self.path), self.synchronous,
-             str(self.checkpoint_interval_s)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=None)
+             str(self.checkpoint_interval_s)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=None, env=env)
         assert self._process.stdout is not None
         self._replies = BufferedByteReceiveStream(self._process.stdout)
         with anyio.fail_after(30):
