@@ -252,8 +252,9 @@ def record(command: str, args: argparse.Namespace, lines: list[str], loadavg: st
                    f"endpoints; the simulator spreads an account's receipts round robin over its binds, so about "
                    f"(N-1)/N of them reach another node than the sender)")
     setup = (f"Setup: {os.cpu_count()}-core machine, everything on 127.0.0.1: simulator (receipt delay "
-             f"{args.receipt_delay:g} s), gateway (`smppgw run`, SQLite store synchronous=normal, {args.sessions} "
-             f"transceiver session(s), window {args.window}){kannel}{cluster}; driver and sink in the "
+             f"{args.receipt_delay:g} s), gateway (`smppgw run`, SQLite store synchronous=normal and "
+             f"writer={args.store_writer}, {args.sessions} transceiver session(s), window {args.window})"
+             f"{kannel}{cluster}; driver and sink in the "
              f"benchmark process. {args.count:,} messages per run, {args.concurrency} requests in flight, "
              f"batch {args.batch}, gateway batch figure with callbacks batched by {args.callback_batch} "
              f"(every {args.callback_interval_ms} ms at most), gateway single figure with callbacks batched by "

@@ -589,12 +589,13 @@ async def main_async(args: argparse.Namespace, workdir: Path, say: Any) -> list[
         server.close()
 
 
-def record(command: str, lines: list[str]) -> None:
+def record(command: str, lines: list[str], store_writer: str) -> None:
     when = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
     body = "\n".join(line for line in lines if line)
     text = (f"\n## MO path: forward to an application and the reply back ({when})\n\nCommand: `{command}`\n\n"
-            f"Setup: simulator, gateway (MO services, SQLite synchronous normal) and this driver with the "
-            f"application in three processes on this {os.cpu_count()}-core machine.\n\n```\n{body}\n```\n")
+            f"Setup: simulator, gateway (MO services, SQLite synchronous normal, store.writer {store_writer}) and "
+            f"this driver with the application in three processes on this {os.cpu_count()}-core machine.\n\n"
+            f"```\n{body}\n```\n")
     with open(RESULTS, "a", encoding="utf-8") as f:
         f.write(text)
 
@@ -629,7 +630,7 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="bench-mo-") as tmp:
         lines = uvloop.run(main_async(args, Path(tmp), lambda s: print(s, flush=True)))
     if args.record:
-        record("python bench/mo.py " + " ".join(sys.argv[1:]), lines)
+        record("python bench/mo.py " + " ".join(sys.argv[1:]), lines, args.store_writer)
         print(f"recorded in {RESULTS}")
     return 0
 
