@@ -60,6 +60,7 @@ class SubmitOutcome:
 
 # §5.1.3 statuses that mean "slow down and try again": the SMSC is healthy but saturated.
 _THROTTLE = frozenset({Status.ESME_RTHROTTLED, Status.ESME_RMSGQFUL})
+_MAX_KEPT_DECISIONS = 200_000  # route decisions kept for messages accepted or waiting (`decided`, `_route`)
 # Statuses that say the message itself is wrong or refused for good: resending cannot help.
 _PERMANENT = frozenset({
     Status.ESME_RINVMSGLEN, Status.ESME_RINVCMDLEN, Status.ESME_RINVCMDID, Status.ESME_RINVPRTFLG,
@@ -189,11 +190,11 @@ class GatewayCore:
         self._scopes = {s.name: s.receipt_scope or s.name for s in config.smscs}
 
     def decided(self, msg: Message, decision: MtDecision) -> None:
-        """The route decision the API made for `msg` at accept under the running router: `_route` reuses it once
+        """The route decision the API made for `msg` at accept under the running router: `_route` reuses it
         instead of deciding again (a few microseconds per message)."""
         if self.cluster is None:  # on a cluster another node may dispatch it
-            if len(self._decided) >= 100_000:  # accepts that failed after their decision: never left to pile up
-                self._decided.clear()
+            if len(self._decided) >= _MAX_KEPT_DECISIONS:  # decisions of messages gone another way: never left to
+                self._decided.clear()  # pile up (a dropped one is only decided again)
             self._decided[msg.id] = decision
 
     def scope(self, smsc: str) -> str:
@@ -355,14 +356,26 @@ class GatewayCore:
             self._wake.set()
 
     def _route(self, msg: Message, now: float, up: set[str], busy: set[str]) -> str:
-        """Route one message: "enqueued", "written" (it became final), or its route's name when it must wait."""
+        """Route one message: "enqueued", "written" (it became final), or its route's name when it must wait.
+
+        The route decision (made at accept, `decided`, or here) is kept while the message waits, so routing it
+        again when its route has room (`_unpark`) does not decide again; a reload drops the kept decisions."""
+        decision = self._decided.get(msg.id)
+        if decision is None:
+            decision = self.router.decide(msg.to, source=msg.source, account=msg.account)
+        outcome = self._route_by(msg, decision, now, up, busy)
+        if outcome == "enqueued" or outcome == "written":
+            self._decided.pop(msg.id, None)
+        elif len(self._decided) < _MAX_KEPT_DECISIONS:
+            self._decided[msg.id] = decision
+        return outcome
+
+    def _route_by(self, msg: Message, decision: MtDecision, now: float, up: set[str], busy: set[str]) -> str:
         if now >= msg.expires_at:
             msg.set_status(MessageStatus.EXPIRED, now, "validity ended before the message could be submitted")
             msg.error = {"code": "validity_expired", "message": "no SMSC accepted the message within its validity"}
             self._finalise(msg)
             return "written"
-        decision = self._decided.pop(msg.id, None) or self.router.decide(msg.to, source=msg.source,
-                                                                           account=msg.account)
         route = decision.route
         if route is None:
             msg.set_status(MessageStatus.FAILED, now, "no route")

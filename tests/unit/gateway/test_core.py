@@ -154,6 +154,39 @@ async def test_busy_connector_defers_and_spills_to_alternate(core: Any) -> None:
     assert conns["a"].queued == more[:1] and c.ready_count == 1
 
 
+async def test_a_parked_message_keeps_its_route_decision_until_a_reload(core: Any, tmp_path: Path) -> None:
+    c, clock, conns = core
+    conns["a"].limit = conns["b"].limit = 0
+    m = msg(clock)
+    await c.accept([m])
+    decisions: list[str] = []
+    router = c.router
+
+    class Counting:
+        def decide(self, to: str, **kw: Any) -> Any:
+            decisions.append(to)
+            return router.decide(to, **kw)
+
+    c.router = Counting()
+    c.dispatch_due()  # decided once, then parked: both SMSCs are full
+    c.kick()
+    c.dispatch_due()  # routed again from its parking: the kept decision
+    assert decisions == [m.to] and c.ready_count == 1
+    conns["a"].limit = 1
+    c.kick()
+    c.dispatch_due()
+    assert conns["a"].queued == [m] and decisions == [m.to]
+    assert m.id not in c._decided  # enqueued: nothing kept for it
+    conns["a"].queued.clear()
+    conns["a"].limit = 0
+    other = msg(clock)
+    await c.accept([other])
+    c.dispatch_due()
+    assert other.id in c._decided
+    c.apply_config(parse_config(CONFIG, base_dir=tmp_path))  # a reload: decided again under the new routes
+    assert other.id not in c._decided
+
+
 async def test_all_parts_acked_make_the_message_submitted(core: Any) -> None:
     c, clock, _ = core
     m = msg(clock, parts=[Part(), Part()])
