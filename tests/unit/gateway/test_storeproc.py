@@ -147,8 +147,9 @@ async def test_a_write_waiting_when_the_writer_dies_fails_instead_of_hanging(tmp
     assert "ended" in str(errors[0])
 
 
-async def test_the_store_runs_its_writer_process_and_stops_it(tmp_path: Path) -> None:
-    store = SqliteStore(tmp_path / "gw.db", writer="process")
+@pytest.mark.parametrize("synchronous", ["normal", "full"])
+async def test_the_store_runs_its_writer_process_and_stops_it(tmp_path: Path, synchronous: str) -> None:
+    store = SqliteStore(tmp_path / "gw.db", writer="process", synchronous=synchronous)
     m = message()
     async with anyio.create_task_group() as tg:
         await tg.start(store.run)
