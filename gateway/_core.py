@@ -60,7 +60,6 @@ class SubmitOutcome:
 
 # §5.1.3 statuses that mean "slow down and try again": the SMSC is healthy but saturated.
 _THROTTLE = frozenset({Status.ESME_RTHROTTLED, Status.ESME_RMSGQFUL})
-_MAX_KEPT_DECISIONS = 200_000  # route decisions kept for messages accepted or waiting (`decided`, `_route`)
 # Statuses that say the message itself is wrong or refused for good: resending cannot help.
 _PERMANENT = frozenset({
     Status.ESME_RINVMSGLEN, Status.ESME_RINVCMDLEN, Status.ESME_RINVCMDID, Status.ESME_RINVPRTFLG,
@@ -71,6 +70,7 @@ _PERMANENT = frozenset({
     Status.ESME_RINVPARLEN, Status.ESME_RMISSINGOPTPARAM, Status.ESME_RINVOPTPARAMVAL, Status.ESME_RINVNUMDESTS,
     Status.ESME_RINVDESTFLAG, Status.ESME_RINVREPFLAG,
 })
+_MAX_KEPT_DECISIONS = 200_000  # route decisions kept for messages accepted or waiting (`decided`, `_route`)
 
 
 def classify_status(status: int) -> str:
