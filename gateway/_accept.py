@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal
 from urllib.parse import quote, unquote, urlsplit
 
 import anyio
+import anyio.lowlevel
 import msgspec
 
 from routing import InvalidMsisdn
@@ -274,6 +275,7 @@ _MAX_CHARS_PER_PART = 153
 # What one part carries without a UDH, in `EncodedText.data` octets: 160 unpacked septets, else 140 octets.
 _SINGLE_PART_OCTETS = {Alphabet.GSM7: 160, Alphabet.IA5: 140, Alphabet.LATIN_1: 140, Alphabet.UCS2: 140}
 _QUEUED = MessageStatus.QUEUED.value
+_BUILD_TURN = 100  # messages of a batch request built per turn of the event loop (about 1 ms)
 _SUBMIT_DECODER = msgspec.json.Decoder(SubmitRequest)
 _BATCH_DECODER = msgspec.json.Decoder(BatchRequest)
 
@@ -379,7 +381,9 @@ class Acceptor:
         build = _Builder(self.gw, account, self._allowed_sources(account), now, key).build
         results: list[Message | ApiError] = []
         messages: list[Message] = []
-        for req in items:
+        for i, req in enumerate(items):
+            if i and not i % _BUILD_TURN:  # a long batch lets the SMPP sessions and commits run in between
+                await anyio.lowlevel.checkpoint()
             try:
                 msg = build(req)
             except ApiError as err:

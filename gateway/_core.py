@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 import anyio
 import anyio.abc
+import anyio.lowlevel
 
 from dlr import (
     Correlator,
@@ -161,6 +162,7 @@ class GatewayCore:
         # Route decisions the HTTP API made at accept, by message id, for the first dispatch to reuse (`_route`);
         # they hold for the router they came from, so a reload drops them.
         self._decided: dict[str, MtDecision] = {}
+        self.dispatch_batch = 500  # messages routed per pass of the dispatcher (`dispatch_due`)
         self._submitted_lru: OrderedDict[str, None] = OrderedDict()
         # Messages that became final lately: a duplicate or late receipt must see the final record even
         # before its write is committed (the store would still hold the older state).
@@ -266,26 +268,37 @@ class GatewayCore:
             delay = self.dispatch_due()
             if delay is None:
                 await self._wake.wait()
+            elif delay == 0.0:  # more is due than one pass routes: let reads, acks and commits run first
+                await anyio.lowlevel.checkpoint()
             else:
                 with anyio.move_on_after(delay):
                     await self._wake.wait()
 
     def dispatch_due(self) -> float | None:
-        """Route every due message; returns the seconds until the next one is due (None: nothing waits).
+        """Route due messages, at most `dispatch_batch` of them; returns the seconds until the next one is due
+        (0.0: more is due already, None: nothing waits).
 
         A message whose route has no SMSC up, or whose SMSCs' backlogs are full, is parked in its route's
         FIFO; a route's parked messages are routed again, in order and only until the route is full again,
         when one of its connectors binds or frees room (`kick`) and at least once a second.
+
+        The batch bound keeps the event loop's turns short under a burst (a batch request of 1,000 messages,
+        a restart with a full queue): routing also builds each message's PDUs, and 10,000 at once would hold
+        the submit_sm_resps, receipts and commits of every session for about 100 ms.
         """
         now = self.wall()
         heap = self._heap
         writes = Writes()
         busy: set[str] = set()
         up = {name for name, c in self.connectors.items() if c.can_submit}
+        budget = self.dispatch_batch
         if self._parked_count and (self._kicked or now >= self._parked_recheck):
-            self._unpark(now, up, busy, writes)
+            budget = self._unpark(now, up, busy, writes, budget)
         parked = self._parked
         while heap and heap[0][0] <= now:
+            if budget <= 0:
+                break
+            budget -= 1
             _, _, mid = heapq.heappop(heap)
             msg = self.messages.get(mid)
             if msg is None or msg.is_final or msg.status is not MessageStatus.QUEUED:
@@ -298,6 +311,8 @@ class GatewayCore:
                 self._parked_count += 1
         if writes.messages:
             self.write_then(writes)
+        if budget <= 0 and (self._kicked or (heap and heap[0][0] <= now)):
+            return 0.0
         nxt = heap[0][0] - now if heap else None
         if self._parked_count:
             if self._parked_recheck <= now:
@@ -306,7 +321,9 @@ class GatewayCore:
             nxt = wait if nxt is None else min(nxt, wait)
         return None if nxt is None else max(0.0, nxt)
 
-    def _unpark(self, now: float, up: set[str], busy: set[str], writes: Writes) -> None:
+    def _unpark(self, now: float, up: set[str], busy: set[str], writes: Writes, budget: int) -> int:
+        """Route parked messages again (see `dispatch_due`), at most `budget`; returns what is left of it. Stopped
+        by the budget, it stays kicked so that the next pass goes on."""
         self._kicked = False
         sweep = now >= self._parked_recheck  # once a second: also end what expired while parked
         if sweep:
@@ -329,6 +346,10 @@ class GatewayCore:
                 if msg.is_final or msg.status is not MessageStatus.QUEUED:
                     queue.popleft()
                     continue
+                if budget <= 0:  # the next pass goes on from here (the sweep above still covers every route)
+                    self._kicked = True
+                    break
+                budget -= 1
                 outcome = self._route(msg, now, up, busy)
                 if outcome == "enqueued" or outcome == "written":
                     queue.popleft()
@@ -343,6 +364,7 @@ class GatewayCore:
             if not queue:
                 del self._parked[route_name]
         self._parked_count = sum(len(q) for q in self._parked.values())
+        return budget
 
     def _can_charge(self, smsc: str, msg: Message) -> bool:
         op = self.config.operator_for_smsc(smsc)

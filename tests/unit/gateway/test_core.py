@@ -187,6 +187,31 @@ async def test_a_parked_message_keeps_its_route_decision_until_a_reload(core: An
     assert other.id not in c._decided
 
 
+async def test_a_pass_of_the_dispatcher_routes_at_most_its_batch(core: Any) -> None:
+    c, clock, conns = core
+    c.dispatch_batch = 3
+    conns["a"].limit = 1000
+    ms = [msg(clock) for _ in range(7)]
+    await c.accept(ms)
+    assert c.dispatch_due() == 0.0  # more is due: call again after the loop's other tasks ran
+    assert conns["a"].queued == ms[:3]
+    assert c.dispatch_due() == 0.0
+    assert c.dispatch_due() is None  # the last one: nothing waits now
+    assert conns["a"].queued == ms
+    # Parked messages share the budget and keep their order across passes.
+    conns["a"].limit = conns["b"].limit = 0
+    more = [msg(clock) for _ in range(5)]
+    await c.accept(more)
+    c.dispatch_due()
+    c.dispatch_due()
+    assert c.ready_count == 5
+    conns["a"].queued.clear()
+    conns["a"].limit = 1000
+    c.kick()
+    assert c.dispatch_due() == 0.0 and conns["a"].queued == more[:3]
+    assert c.dispatch_due() is None and conns["a"].queued == more and c.ready_count == 0
+
+
 async def test_all_parts_acked_make_the_message_submitted(core: Any) -> None:
     c, clock, _ = core
     m = msg(clock, parts=[Part(), Part()])
