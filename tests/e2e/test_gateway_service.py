@@ -463,6 +463,45 @@ async def test_a_second_sigterm_exits_at_once_and_loses_nothing(tmp_path: Path) 
             assert await gw2.wait_exit(DRAIN_S + 5) == 0
 
 
+def store_writer(daemon_pid: int) -> int:
+    """The pid of the daemon's store writer process (store.writer: process, the default)."""
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                stat = Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()
+                cmdline = Path(f"/proc/{entry}/cmdline").read_bytes()
+            except OSError:
+                continue
+            if int(stat[1]) == daemon_pid and b"gateway._storeproc" in cmdline:
+                return int(entry)
+    raise AssertionError(f"no store writer process under pid {daemon_pid}")
+
+
+async def test_a_dead_store_writer_stops_the_daemon_with_a_failure_and_the_restart_loses_nothing(
+        tmp_path: Path) -> None:
+    async with running_simulator(sim_config()) as sim:
+        cfg_path = write_config(tmp_path / "gateway.yaml", tmp_path, sim)
+        async with gateway(cfg_path, tmp_path) as gw, api_client(gw.url) as api:
+            await wait_ready(api)
+            r = await api.post("/v1/messages/batch", json={"messages": [
+                {"to": f"+4479110{i:05d}", "from": "ACME", "text": f"before {i}"} for i in range(20)]})
+            assert r.status_code == 202
+            accepted = [x["id"] for x in r.json()["results"]]
+            writer = store_writer(gw.proc.pid)
+            os.kill(writer, signal.SIGKILL)
+            # Noticed at once, not at the next commit: exit 1 (not 2, which the unit does not restart).
+            assert await gw.wait_exit(10) == 1
+            assert "store writer process ended" in gw.log()
+        async with gateway(cfg_path, tmp_path) as gw2, api_client(gw2.url) as api:
+            await wait_ready(api)
+            statuses = await wait_final(api, accepted)
+            assert set(statuses.values()) == {"delivered"}, statuses
+            gw2.signal(signal.SIGTERM)
+            assert await gw2.wait_exit(DRAIN_S + 5) == 0
+        with pytest.raises(AssertionError):
+            store_writer(gw2.proc.pid)  # it ended with its daemon
+
+
 # ---- the unit files ------------------------------------------------------------------------------------------
 
 UNITS = ("smppgw.service", "smppgw-simulator.service")
