@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from enum import Enum
 
-from smpp import DataSm, DeliverSm, EsmClass, Pdu
+from smpp import DataSm, DeliverSm, EsmClass, Pdu, Tlvs
 
 from ._status import ReceiptStatus, status_from_message_state, status_from_stat
 
@@ -332,18 +332,20 @@ def _build(text: str, fields: dict[str, str], extra: list[tuple[str, str]], *, k
     )
 
 
+def _receipt_tlvs(tlvs: Tlvs) -> tuple[str | None, int | None, NetworkError | None]:
+    """The receipt's TLVs (§5.3.2.12, .35, .31): receipted_message_id, message_state, network_error_code."""
+    if not tlvs:  # most SMSCs send none: no lookups
+        return None, None, None
+    return (tlvs.get_str("receipted_message_id"), tlvs.get_int("message_state"),
+            NetworkError.from_tlv(tlvs.get_bytes("network_error_code")))
+
+
 def _appendix_b(pdu: DeliverSm | DataSm, kind: ReceiptKind, text: str, m: re.Match[str]) -> Receipt:
     """`parse_receipt` for a text in Appendix B's exact layout (most receipts): the same Receipt as
     `_build(text, *_split_fields(text), ...)` gives, read straight from the match. Its groups need no
     `_first_token` (\\S+ holds no space) and no `_INT` ([0-9]+ is all digits)."""
     text_id, sub, dlvrd, submit, done, stat, err, body = m.groups()
-    tlvs = pdu.tlvs
-    if tlvs:
-        tlv_id = tlvs.get_str("receipted_message_id")
-        state = tlvs.get_int("message_state")
-        network_error = NetworkError.from_tlv(tlvs.get_bytes("network_error_code"))
-    else:
-        tlv_id = state = network_error = None
+    tlv_id, state, network_error = _receipt_tlvs(pdu.tlvs)
     return Receipt(
         tlv_id if tlv_id is not None and tlv_id.strip() else text_id,
         status_from_message_state(state) if state is not None else status_from_stat(stat),
@@ -400,13 +402,13 @@ def parse_receipt(pdu: Pdu, *, sniff_text: bool = False) -> Receipt | None:
         if not sniff_text or pdu.esm_class & _TYPE_MASK or "id" not in fields or "stat" not in fields:
             return None
         kind = ReceiptKind.SMSC_DELIVERY_RECEIPT
-    tlvs = pdu.tlvs
+    tlv_id, state, network_error = _receipt_tlvs(pdu.tlvs)
     return _build(
         text, fields, extra,
         kind=kind,
-        tlv_id=tlvs.get_str("receipted_message_id"),
-        state=tlvs.get_int("message_state"),
-        network_error=NetworkError.from_tlv(tlvs.get_bytes("network_error_code")),
+        tlv_id=tlv_id,
+        state=state,
+        network_error=network_error,
         source_addr=pdu.source_addr,
         destination_addr=pdu.destination_addr,
     )

@@ -460,6 +460,18 @@ def test_parse_receipt_text_never_raises(text: str) -> None:
     assert r is None or isinstance(r.status, ReceiptStatus)
 
 
+def _receipt_tlvs(state: int | None, tlv_id: str | None, nec: bytes | None) -> Tlvs:
+    """message_state, receipted_message_id and network_error_code, each only when given."""
+    values: dict[str, int | str | bytes] = {}
+    if state is not None:
+        values["message_state"] = state
+    if tlv_id is not None:
+        values["receipted_message_id"] = tlv_id
+    if nec is not None:
+        values["network_error_code"] = nec
+    return Tlvs(values)
+
+
 @given(
     short_message=st.one_of(st.binary(max_size=254), st.lists(_KEYS).map(lambda k: "".join(k).encode("utf-8")[:254])),
     esm_class=st.integers(0, 255),
@@ -470,14 +482,7 @@ def test_parse_receipt_text_never_raises(text: str) -> None:
 )
 def test_parse_receipt_never_raises(short_message: bytes, esm_class: int, data_coding: int, state: int | None,
                                     tlv_id: str | None, nec: bytes | None) -> None:
-    values: dict[str, int | str | bytes] = {}
-    if state is not None:
-        values["message_state"] = state
-    if tlv_id is not None:
-        values["receipted_message_id"] = tlv_id
-    if nec is not None:
-        values["network_error_code"] = nec
-    pdu = _dlr(short_message, esm_class=esm_class, data_coding=data_coding, tlvs=Tlvs(values))
+    pdu = _dlr(short_message, esm_class=esm_class, data_coding=data_coding, tlvs=_receipt_tlvs(state, tlv_id, nec))
     r = parse_receipt(pdu)
     assert (r is not None) is (receipt_kind(esm_class) is not None)
     if r is not None and state is not None:
@@ -488,13 +493,19 @@ _token = st.text(alphabet=st.characters(min_codepoint=33, max_codepoint=126), mi
 _num = st.text(alphabet="0123456789", min_size=1, max_size=14)
 
 
+def _appendix_b_text(ident: str, sub: str, dlvrd: str, submit: str, done: str, stat: str, err: str,
+                     text: str | None, text_key: str = "text") -> str:
+    """A receipt text in Appendix B's exact layout."""
+    return (f"id:{ident} sub:{sub} dlvrd:{dlvrd} submit date:{submit} done date:{done} stat:{stat} err:{err}"
+            + ("" if text is None else f" {text_key}:{text}"))
+
+
 @given(ident=_token, sub=_num, dlvrd=_num, submit=_num, done=_num, stat=_token, err=_token,
        text=st.one_of(st.none(), st.text(max_size=30)), text_key=st.sampled_from(["text", "Text", "TEXT"]))
 def test_the_appendix_b_fast_path_reads_what_the_general_path_reads(
         ident: str, sub: str, dlvrd: str, submit: str, done: str, stat: str, err: str, text: str | None,
         text_key: str) -> None:
-    written = (f"id:{ident} sub:{sub} dlvrd:{dlvrd} submit date:{submit} done date:{done} stat:{stat} err:{err}"
-               + ("" if text is None else f" {text_key}:{text}"))
+    written = _appendix_b_text(ident, sub, dlvrd, submit, done, stat, err, text, text_key)
     assert _split_fields(written) == _split_any(written)
 
 
@@ -507,16 +518,8 @@ def test_the_appendix_b_fast_path_reads_what_the_general_path_reads(
 def test_parse_receipt_fast_path_builds_what_the_general_path_builds(
         ident: str, sub: str, dlvrd: str, submit: str, done: str, stat: str, err: str, text: str | None,
         esm_class: int, state: int | None, tlv_id: str | None, nec: bytes | None) -> None:
-    written = (f"id:{ident} sub:{sub} dlvrd:{dlvrd} submit date:{submit} done date:{done} stat:{stat} err:{err}"
-               + ("" if text is None else f" text:{text}"))
-    values: dict[str, int | str | bytes] = {}
-    if state is not None:
-        values["message_state"] = state
-    if tlv_id is not None:
-        values["receipted_message_id"] = tlv_id
-    if nec is not None:
-        values["network_error_code"] = nec
-    pdu = _dlr(written.encode("latin-1"), esm_class=esm_class, tlvs=Tlvs(values))
+    written = _appendix_b_text(ident, sub, dlvrd, submit, done, stat, err, text)
+    pdu = _dlr(written.encode("latin-1"), esm_class=esm_class, tlvs=_receipt_tlvs(state, tlv_id, nec))
     kind = receipt_kind(esm_class)
     assert kind is not None
     fields, extra = _split_any(_pdu_text(pdu))
