@@ -337,8 +337,7 @@ class SqliteStore:
             size = int.from_bytes(await self._replies.receive_exactly(4), "big")
             error, early_ids, rows = msgspec.msgpack.decode(await self._replies.receive_exactly(size))
         except (anyio.EndOfStream, anyio.IncompleteRead, anyio.BrokenResourceError):
-            code = self._process.returncode if self._process is not None else None
-            raise StoreClosed(f"the store writer process ended (exit status {code})") from None
+            raise _writer_ended(self._process.returncode if self._process is not None else None) from None
         return str(error), list(early_ids), int(rows)
 
     async def _commit_in_process(self, w: Writes) -> list[int]:
@@ -347,7 +346,7 @@ class SqliteStore:
         try:
             await self._process.stdin.send(len(body).to_bytes(4, "big") + body)
         except (anyio.BrokenResourceError, anyio.ClosedResourceError, OSError) as exc:
-            raise StoreClosed(f"the store writer process ended (exit status {self._process.returncode})") from exc
+            raise _writer_ended(self._process.returncode) from exc
         error, early_ids, rows = await self._reply()
         if error:
             raise StoreClosed(f"commit failed in the store writer process: {error}")
@@ -359,7 +358,7 @@ class SqliteStore:
         daemon stops (and its service manager restarts it) instead of reporting ready on a store that cannot
         commit."""
         code = await proc.wait()
-        failure = StoreClosed(f"the store writer process ended (exit status {code})")
+        failure = _writer_ended(code)
         if self._failed is None:
             self._failed = failure
             log.error("store writer process ended, the gateway can no longer make messages durable: exit status %s",
@@ -494,6 +493,10 @@ class SqliteStore:
             raise StoreClosed(f"commit failed: {batch.error!r}")
         return batch.early_ids[first_early:first_early + len(writes.early_receipts)]
 
+    def _ensure_open(self) -> None:
+        if not self._open or self._failed is not None:
+            raise StoreClosed("the store is not open")
+
     def clear_callbacks(self, records: Sequence[Message]) -> anyio.Event:
         """Make `callback_pending = False` of `records` durable (their callbacks were acknowledged) by updating
         the column alone: about 2 us a message against 5 for rewriting each record. Reads take the flag from
@@ -502,16 +505,14 @@ class SqliteStore:
         Nothing waits for these rows (a clear lost in a crash only sends a callback again), so they start no
         commit of their own: they go with the next commit, and at the latest `lazy_flush_s` later. Under load
         a commit of clears alone would hold up the commits that free window slots."""
-        if not self._open or self._failed is not None:
-            raise StoreClosed("the store is not open")
+        self._ensure_open()
         batch = self._batch
         batch.writes.callbacks_cleared.extend(m.id for m in records)
         return batch.done
 
     def write_nowait(self, writes: Writes) -> anyio.Event:
         """Queue `writes` for the next commit without waiting; the returned event is set once it is durable."""
-        if not self._open or self._failed is not None:
-            raise StoreClosed("the store is not open")
+        self._ensure_open()
         if writes.early_receipts:
             raise ValueError("early receipts need write(): their row ids are returned")
         batch = self._batch
@@ -650,6 +651,10 @@ class SqliteStore:
 
 _FRAME_ENCODER = msgspec.msgpack.Encoder()
 _PROCESS_COMMIT_TIMEOUT_S = 60.0  # a writer process that takes longer for one commit is taken for hung
+
+
+def _writer_ended(code: int | None) -> StoreClosed:
+    return StoreClosed(f"the store writer process ended (exit status {code})")
 
 
 def sql_batch(w: Writes) -> tuple[list[tuple[Any, ...]], ...]:
