@@ -129,11 +129,19 @@ class Metrics:
         return generate_latest(self.registry)
 
 
-def _counter(name: str, doc: str, labels: tuple[str, ...] = ()) -> CounterMetricFamily:
+def _counter(name: str, doc: str, labels: tuple[str, ...] = (), *,
+             value: float | None = None) -> CounterMetricFamily:
+    """A counter family: with `labels` for `add_metric`, or unlabelled with its one `value`."""
+    if value is not None:
+        return CounterMetricFamily(name, doc, value=value)
     return CounterMetricFamily(name, doc, labels=list(labels))
 
 
-def _gauge(name: str, doc: str, labels: tuple[str, ...] = ()) -> GaugeMetricFamily:
+def _gauge(name: str, doc: str, labels: tuple[str, ...] = (), *,
+           value: float | None = None) -> GaugeMetricFamily:
+    """A gauge family: with `labels` for `add_metric`, or unlabelled with its one `value`."""
+    if value is not None:
+        return GaugeMetricFamily(name, doc, value=value)
     return GaugeMetricFamily(name, doc, labels=list(labels))
 
 
@@ -154,24 +162,23 @@ class _GatewayCollector(Collector):
         yield from self._cluster(gw)
         yield from self._latency(m)
         ok = _gauge("smppgw_config_last_reload_successful", "1 if the last config reload succeeded (or none was "
-                    "tried since the start), 0 if the new file was refused and the old config keeps running.")
-        ok.add_metric([], 1.0 if m.reload_successful else 0.0)
+                    "tried since the start), 0 if the new file was refused and the old config keeps running.",
+                    value=1.0 if m.reload_successful else 0.0)
         yield ok
         at = _gauge("smppgw_config_last_reload_success_timestamp_seconds",
-                    "When the running config was loaded (Unix time).")
-        at.add_metric([], m.reload_at)
+                    "When the running config was loaded (Unix time).", value=m.reload_at)
         yield at
 
     @staticmethod
     def _gateway(gw: Gateway) -> Iterator[Metric]:
-        ready = _gauge("smppgw_ready", "1 when the gateway is ready (what /readyz answers).")
-        ready.add_metric([], 1.0 if gw.ready else 0.0)
+        ready = _gauge("smppgw_ready", "1 when the gateway is ready (what /readyz answers).",
+                       value=1.0 if gw.ready else 0.0)
         yield ready
-        draining = _gauge("smppgw_draining", "1 while the gateway drains for shutdown.")
-        draining.add_metric([], 1.0 if gw.draining else 0.0)
+        draining = _gauge("smppgw_draining", "1 while the gateway drains for shutdown.",
+                          value=1.0 if gw.draining else 0.0)
         yield draining
-        start = _gauge("smppgw_start_time_seconds", "When the gateway started (Unix time).")
-        start.add_metric([], gw.started_at)
+        start = _gauge("smppgw_start_time_seconds", "When the gateway started (Unix time).",
+                       value=gw.started_at)
         yield start
         route = _gauge("smppgw_route_up", "1 when at least one SMSC of the route can submit.", ("route",))
         for name, up in gw.route_up().items():
@@ -181,15 +188,14 @@ class _GatewayCollector(Collector):
     @staticmethod
     def _core(gw: Gateway, finals: Mapping[str, int]) -> Iterator[Metric]:
         s = gw.core.statistics()
-        open_ = _gauge("smppgw_messages_open", "Messages accepted and not final (the working set).")
-        open_.add_metric([], s.open_messages)
+        open_ = _gauge("smppgw_messages_open", "Messages accepted and not final (the working set).",
+                       value=s.open_messages)
         yield open_
         ready = _gauge("smppgw_messages_ready", "Messages in the ready heap: waiting for their time, a route or a "
-                       "connector with room.")
-        ready.add_metric([], s.ready)
+                       "connector with room.", value=s.ready)
         yield ready
-        accepted = _counter("smppgw_messages_accepted_total", "Messages accepted (made durable and answered 202).")
-        accepted.add_metric([], s.accepted_total)
+        accepted = _counter("smppgw_messages_accepted_total", "Messages accepted (made durable and answered 202).",
+                            value=s.accepted_total)
         yield accepted
         final = _counter("smppgw_messages_final_total", "Messages that reached a final status, by status.",
                          ("status",))
@@ -197,8 +203,8 @@ class _GatewayCollector(Collector):
             final.add_metric([status], n)
         yield final
         unmatched = _counter("smppgw_receipts_unmatched_total",
-                             "Receipts matched to a message id that the store does not know.")
-        unmatched.add_metric([], s.receipts_unmatched_total)
+                             "Receipts matched to a message id that the store does not know.",
+                             value=s.receipts_unmatched_total)
         yield unmatched
 
     @staticmethod
@@ -253,16 +259,15 @@ class _GatewayCollector(Collector):
     @staticmethod
     def _store(gw: Gateway) -> Iterator[Metric]:
         s = gw.store.statistics()
-        commits = _counter("smppgw_store_commits_total", "Group commits of the store.")
-        commits.add_metric([], s.commits)
-        rows = _counter("smppgw_store_rows_written_total", "Rows written by those commits.")
-        rows.add_metric([], s.rows_written)
-        last = _gauge("smppgw_store_last_commit_seconds", "How long the last commit took.")
-        last.add_metric([], s.last_commit_s)
-        pending = _gauge("smppgw_store_pending_writes", "Rows waiting for the next commit.")
-        pending.add_metric([], s.pending_writes)
-        is_open = _gauge("smppgw_store_open", "1 while the store is open and its last commit succeeded.")
-        is_open.add_metric([], 1.0 if s.open else 0.0)
+        commits = _counter("smppgw_store_commits_total", "Group commits of the store.", value=s.commits)
+        rows = _counter("smppgw_store_rows_written_total", "Rows written by those commits.",
+                        value=s.rows_written)
+        last = _gauge("smppgw_store_last_commit_seconds", "How long the last commit took.",
+                      value=s.last_commit_s)
+        pending = _gauge("smppgw_store_pending_writes", "Rows waiting for the next commit.",
+                         value=s.pending_writes)
+        is_open = _gauge("smppgw_store_open", "1 while the store is open and its last commit succeeded.",
+                         value=1.0 if s.open else 0.0)
         yield from (commits, rows, last, pending, is_open)
 
     @staticmethod
@@ -273,22 +278,22 @@ class _GatewayCollector(Collector):
         s = sender.statistics()
         if not isinstance(s, CallbackStatistics):
             return
-        pending = _gauge("smppgw_callbacks_pending", "Final statuses whose callback is not acknowledged yet.")
-        pending.add_metric([], s.pending)
-        in_flight = _gauge("smppgw_callbacks_in_flight", "Callback requests waiting for an answer.")
-        in_flight.add_metric([], s.in_flight)
-        sent = _counter("smppgw_callbacks_sent_total", "Statuses acknowledged (2xx) by their callback URL.")
-        sent.add_metric([], s.sent)
+        pending = _gauge("smppgw_callbacks_pending", "Final statuses whose callback is not acknowledged yet.",
+                         value=s.pending)
+        in_flight = _gauge("smppgw_callbacks_in_flight", "Callback requests waiting for an answer.",
+                           value=s.in_flight)
+        sent = _counter("smppgw_callbacks_sent_total", "Statuses acknowledged (2xx) by their callback URL.",
+                        value=s.sent)
         failed = _counter("smppgw_callbacks_failed_total",
-                          "Statuses in a callback attempt that failed (non-2xx, timeout, connection error).")
-        failed.add_metric([], s.failed)
-        retries = _counter("smppgw_callbacks_retries_total", "Statuses scheduled for another attempt.")
-        retries.add_metric([], s.retries)
+                          "Statuses in a callback attempt that failed (non-2xx, timeout, connection error).",
+                          value=s.failed)
+        retries = _counter("smppgw_callbacks_retries_total", "Statuses scheduled for another attempt.",
+                           value=s.retries)
         given_up = _counter("smppgw_callbacks_given_up_total",
-                            "Statuses abandoned after callback.max_age_s (or with an unusable URL).")
-        given_up.add_metric([], s.given_up)
-        requests = _counter("smppgw_callbacks_requests_total", "Callback HTTP requests made (a batch is one).")
-        requests.add_metric([], s.requests)
+                            "Statuses abandoned after callback.max_age_s (or with an unusable URL).",
+                            value=s.given_up)
+        requests = _counter("smppgw_callbacks_requests_total", "Callback HTTP requests made (a batch is one).",
+                            value=s.requests)
         yield from (pending, in_flight, sent, failed, retries, given_up, requests)
 
     @staticmethod
@@ -299,28 +304,27 @@ class _GatewayCollector(Collector):
             return
         s = cluster.statistics()
         billing = _gauge("smppgw_cluster_billing_node", "1 while this node holds the billing lease and runs the "
-                         "carrier-billing flows.")
-        billing.add_metric([], 1.0 if leader.is_leader else 0.0)
-        claimed = _counter("smppgw_cluster_claimed_total", "Messages this node took from its routes' queues.")
-        claimed.add_metric([], s["claimed"])
+                         "carrier-billing flows.", value=1.0 if leader.is_leader else 0.0)
+        claimed = _counter("smppgw_cluster_claimed_total", "Messages this node took from its routes' queues.",
+                           value=s["claimed"])
         reclaimed = _counter("smppgw_cluster_reclaimed_total",
-                             "Messages this node took over from a stopped node (or from itself before a restart).")
-        reclaimed.add_metric([], s["reclaimed"])
+                             "Messages this node took over from a stopped node (or from itself before a restart).",
+                             value=s["reclaimed"])
         conflicts = _counter("smppgw_cluster_conflicts_total",
-                             "Record writes another node had written meanwhile, merged and written again.")
-        conflicts.add_metric([], s["conflicts"])
+                             "Record writes another node had written meanwhile, merged and written again.",
+                             value=s["conflicts"])
         parked = _counter("smppgw_cluster_parked_receipts_applied_total",
-                          "Receipts that came before their message's SMSC id was stored, applied when it was.")
-        parked.add_metric([], s["parked_applied"])
+                          "Receipts that came before their message's SMSC id was stored, applied when it was.",
+                          value=s["parked_applied"])
         forwarded = _counter("smppgw_cluster_billing_forwarded_total",
-                             "Billing API requests this node forwarded to the billing node.")
-        forwarded.add_metric([], leader.forwarded_total)
+                             "Billing API requests this node forwarded to the billing node.",
+                             value=leader.forwarded_total)
         followed = _counter("smppgw_cluster_consent_followed_total",
-                            "Consent records made on another node and applied here.")
-        followed.add_metric([], gw.consent.followed_total)
+                            "Consent records made on another node and applied here.",
+                            value=gw.consent.followed_total)
         mo_backlog = _gauge("smppgw_cluster_mo_backlog", "MO parts in the cluster's mo stream: received by a node and "
-                            "not yet finished by the billing node (read at each heartbeat).")
-        mo_backlog.add_metric([], s["mo_backlog"])
+                            "not yet finished by the billing node (read at each heartbeat).",
+                            value=s["mo_backlog"])
         yield from (billing, claimed, reclaimed, conflicts, parked, forwarded, followed, mo_backlog)
 
     @staticmethod
