@@ -8,6 +8,7 @@ import signal
 import sqlite3
 import subprocess
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 
 import anyio
@@ -51,10 +52,27 @@ def read_frame(stream: object) -> list[object]:
 
 
 def start_writer(path: Path) -> subprocess.Popen[bytes]:
+    """The schema at `path`, then a writer process on it that said it is ready."""
+    schema(path)
     proc = subprocess.Popen([sys.executable, "-m", "gateway._storeproc", str(path), "normal", "0.05"],
                             stdin=subprocess.PIPE, stdout=subprocess.PIPE)
     assert read_frame(proc.stdout) == ["ready", [], 0]
     return proc
+
+
+def ask(proc: subprocess.Popen[bytes], batch: object) -> list[object]:
+    """Send one batch frame to the writer process and read its answer."""
+    assert proc.stdin is not None
+    proc.stdin.write(frame(msgspec.msgpack.encode(batch)))
+    proc.stdin.flush()
+    return read_frame(proc.stdout)
+
+
+def with_null_outcome(batch: Sequence[Sequence[tuple[object, ...]]]) -> list[list[tuple[object, ...]]]:
+    """`batch` with a ledger outcome whose state is NULL, which the schema refuses (NOT NULL)."""
+    broken = [list(rows) for rows in batch]
+    broken[BATCH_FIELDS.index("ledger_outcomes")] = [("a1", 1.0, None, "", "")]
+    return broken
 
 
 def count(path: Path, table: str) -> int:
@@ -72,8 +90,7 @@ def test_a_batch_is_one_transaction_or_nothing(tmp_path: Path) -> None:
     good = sql_batch(Writes(messages=[message()], smsc_ids=[("sim", "1", "m1", 0)]))
     assert execute_batch(conn, good) == ([], 2)
     # The last list breaks a NOT NULL constraint: the rows before it in the same batch are rolled back too.
-    bad = [list(rows) for rows in sql_batch(Writes(messages=[message()], smsc_ids=[("sim", "2", "m2", 0)]))]
-    bad[BATCH_FIELDS.index("ledger_outcomes")] = [("a1", 1.0, None, "", "")]
+    bad = with_null_outcome(sql_batch(Writes(messages=[message()], smsc_ids=[("sim", "2", "m2", 0)])))
     with pytest.raises(sqlite3.IntegrityError):
         execute_batch(conn, bad)
     conn.close()
@@ -82,13 +99,10 @@ def test_a_batch_is_one_transaction_or_nothing(tmp_path: Path) -> None:
 
 def test_the_process_answers_each_batch_after_commit_and_ends_when_its_input_closes(tmp_path: Path) -> None:
     path = tmp_path / "gw.db"
-    schema(path)
     proc = start_writer(path)
-    assert proc.stdin is not None and proc.stdout is not None
+    assert proc.stdin is not None
     batch = sql_batch(Writes(messages=[message(), message()], early_receipts=[("sim", b"pdu1"), ("sim", b"pdu2")]))
-    proc.stdin.write(frame(msgspec.msgpack.encode(batch)))
-    proc.stdin.flush()
-    error, early_ids, rows = read_frame(proc.stdout)
+    error, early_ids, rows = ask(proc, batch)
     assert (error, rows) == ("", 4)
     assert isinstance(early_ids, list) and len(early_ids) == 2 and early_ids[0] < early_ids[1]
     assert count(path, "messages") == 2  # committed: another connection reads it before the next frame
@@ -97,29 +111,19 @@ def test_the_process_answers_each_batch_after_commit_and_ends_when_its_input_clo
 
 
 def test_the_process_ignores_the_signals_a_service_manager_sends_the_whole_group(tmp_path: Path) -> None:
-    path = tmp_path / "gw.db"
-    schema(path)
-    proc = start_writer(path)
-    assert proc.stdin is not None and proc.stdout is not None
+    proc = start_writer(tmp_path / "gw.db")
+    assert proc.stdin is not None
     proc.send_signal(signal.SIGTERM)
     proc.send_signal(signal.SIGINT)
-    proc.stdin.write(frame(msgspec.msgpack.encode(sql_batch(Writes(messages=[message()])))))
-    proc.stdin.flush()
-    assert read_frame(proc.stdout) == ["", [], 1]  # still committing: the daemon decides when it ends
+    # Still committing: the daemon decides when its writer ends.
+    assert ask(proc, sql_batch(Writes(messages=[message()]))) == ["", [], 1]
     proc.stdin.close()
     assert proc.wait(timeout=10) == 0
 
 
 def test_a_failed_commit_is_answered_and_ends_the_process(tmp_path: Path) -> None:
-    path = tmp_path / "gw.db"
-    schema(path)
-    proc = start_writer(path)
-    assert proc.stdin is not None and proc.stdout is not None
-    bad: list[list[tuple[object, ...]]] = [[] for _ in BATCH_FIELDS]
-    bad[BATCH_FIELDS.index("ledger_outcomes")] = [("a1", 1.0, None, "", "")]
-    proc.stdin.write(frame(msgspec.msgpack.encode(bad)))
-    proc.stdin.flush()
-    error, early_ids, rows = read_frame(proc.stdout)
+    proc = start_writer(tmp_path / "gw.db")
+    error, early_ids, rows = ask(proc, with_null_outcome([[] for _ in BATCH_FIELDS]))
     assert str(error).startswith("IntegrityError") and early_ids == [] and rows == 0
     assert proc.wait(timeout=10) == 1
 
