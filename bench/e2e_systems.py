@@ -32,6 +32,7 @@ from pathlib import Path
 from types import TracebackType
 
 from tests.kannel_config import kannel_config
+from tests.procfs import store_writer_pid
 
 __all__ = [
     "API_KEY",
@@ -92,22 +93,6 @@ def cpu_by_name(pids: Mapping[str, int]) -> dict[str, float]:
         if p in named:
             out[named[p]] += (int(fields[11]) + int(fields[12])) / _TICKS
     return out
-
-
-def store_writer_pid(gateway_pid: int) -> int | None:
-    """The pid of a gateway's store writer process (store.writer process), None when it runs none."""
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            if int(_stat(int(entry))[1]) != gateway_pid:
-                continue
-            with open(f"/proc/{entry}/cmdline", "rb") as f:
-                if b"gateway._storeproc" in f.read():
-                    return int(entry)
-        except (OSError, IndexError):
-            continue
-    return None
 
 
 def _die_with_parent() -> None:  # runs in the child between fork and exec

@@ -31,6 +31,7 @@ from gateway._config import hash_api_key, load_config
 from tests.conftest import require_command
 from tests.e2e.gateway_fixture import API_KEY, anyio_backend, gateway_config
 from tests.e2e.simulator_fixture import RunningSimulator, make_config, running_simulator
+from tests.procfs import store_writer_pid
 
 pytestmark = pytest.mark.anyio
 _ = anyio_backend
@@ -401,6 +402,17 @@ async def test_reload_with_a_changed_route_while_messages_flow(tmp_path: Path) -
             assert await gw.wait_exit(DRAIN_S + 5) == 0
 
 
+async def delivered_after_restart(cfg_path: Path, tmp_path: Path, accepted: list[str]) -> GatewayProcess:
+    """Start the gateway again: every id in `accepted` reaches `delivered`; then it stops cleanly on SIGTERM."""
+    async with gateway(cfg_path, tmp_path) as gw, api_client(gw.url) as api:
+        await wait_ready(api)
+        statuses = await wait_final(api, accepted)
+        assert set(statuses.values()) == {"delivered"}, statuses
+        gw.signal(signal.SIGTERM)
+        assert await gw.wait_exit(DRAIN_S + 5) == 0
+    return gw
+
+
 async def test_sigterm_under_load_then_restart_every_accepted_message_is_final(tmp_path: Path) -> None:
     async with running_simulator(sim_config()) as sim:
         cfg_path = write_config(tmp_path / "gateway.yaml", tmp_path, sim)
@@ -418,12 +430,7 @@ async def test_sigterm_under_load_then_restart_every_accepted_message_is_final(t
             accepted = list(load.accepted)
             log = gw.log()
             assert "draining" in log and "stopped" in log
-        async with gateway(cfg_path, tmp_path) as gw2, api_client(gw2.url) as api:
-            await wait_ready(api)
-            statuses = await wait_final(api, accepted)
-            assert set(statuses.values()) == {"delivered"}, statuses
-            gw2.signal(signal.SIGTERM)
-            assert await gw2.wait_exit(DRAIN_S + 5) == 0
+        await delivered_after_restart(cfg_path, tmp_path, accepted)
 
 
 async def test_a_second_sigterm_exits_at_once_and_loses_nothing(tmp_path: Path) -> None:
@@ -454,27 +461,8 @@ async def test_a_second_sigterm_exits_at_once_and_loses_nothing(tmp_path: Path) 
             assert "received again: exiting without draining" in gw.log()
         async with sim.http() as control:
             assert (await control.delete("/faults/esme")).status_code == 200
-        async with gateway(cfg_path, tmp_path) as gw2, api_client(gw2.url) as api:
-            await wait_ready(api)
-            statuses = await wait_final(api, accepted)
-            # Free messages that were on the wire at the exit are sent again (the gateway's crash rule).
-            assert set(statuses.values()) == {"delivered"}, statuses
-            gw2.signal(signal.SIGTERM)
-            assert await gw2.wait_exit(DRAIN_S + 5) == 0
-
-
-def store_writer(daemon_pid: int) -> int:
-    """The pid of the daemon's store writer process (store.writer: process, the default)."""
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                stat = Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()
-                cmdline = Path(f"/proc/{entry}/cmdline").read_bytes()
-            except OSError:
-                continue
-            if int(stat[1]) == daemon_pid and b"gateway._storeproc" in cmdline:
-                return int(entry)
-    raise AssertionError(f"no store writer process under pid {daemon_pid}")
+        # Free messages that were on the wire at the exit are sent again (the gateway's crash rule).
+        await delivered_after_restart(cfg_path, tmp_path, accepted)
 
 
 async def test_a_dead_store_writer_stops_the_daemon_with_a_failure_and_the_restart_loses_nothing(
@@ -487,19 +475,14 @@ async def test_a_dead_store_writer_stops_the_daemon_with_a_failure_and_the_resta
                 {"to": f"+4479110{i:05d}", "from": "ACME", "text": f"before {i}"} for i in range(20)]})
             assert r.status_code == 202
             accepted = [x["id"] for x in r.json()["results"]]
-            writer = store_writer(gw.proc.pid)
+            writer = store_writer_pid(gw.proc.pid)
+            assert writer is not None
             os.kill(writer, signal.SIGKILL)
             # Noticed at once, not at the next commit: exit 1 (not 2, which the unit does not restart).
             assert await gw.wait_exit(10) == 1
             assert "store writer process ended" in gw.log()
-        async with gateway(cfg_path, tmp_path) as gw2, api_client(gw2.url) as api:
-            await wait_ready(api)
-            statuses = await wait_final(api, accepted)
-            assert set(statuses.values()) == {"delivered"}, statuses
-            gw2.signal(signal.SIGTERM)
-            assert await gw2.wait_exit(DRAIN_S + 5) == 0
-        with pytest.raises(AssertionError):
-            store_writer(gw2.proc.pid)  # it ended with its daemon
+        gw2 = await delivered_after_restart(cfg_path, tmp_path, accepted)
+        assert store_writer_pid(gw2.proc.pid) is None  # it ended with its daemon
 
 
 # ---- the unit files ------------------------------------------------------------------------------------------
