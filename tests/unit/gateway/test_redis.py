@@ -284,6 +284,20 @@ async def test_a_parked_receipt_is_returned_to_the_node_that_registers_its_id(re
         assert again.parked == ()
 
 
+async def register(node: RedisStore, ids: list[str], i: int, returned: dict[str, int]) -> None:
+    """Register message `i`'s SMSC id `k{i}` on `node`; note each parked receipt the commit hands back."""
+    result = await node.commit(RedisWrites(smsc_ids=[("sim", f"k{i}", ids[i], 0)]))
+    for p in result.parked:
+        returned[p.message_id] = int(p.pdu[1:])
+
+
+def each_matched_or_returned(ids: list[str], matched: dict[int, tuple[str, int]],
+                             returned: dict[str, int]) -> None:
+    """Receipt `r{i}` of message i was either matched or handed back to its registrar, never both or neither."""
+    for i, mid in enumerate(ids):
+        assert (matched.get(i) == (mid, 0)) != (returned.get(mid) == i), i
+
+
 async def test_no_receipt_is_lost_between_parking_and_registering(redis_server: RedisServer, group: str) -> None:
     """Receipts race their submit_sm_resp on another node: each is either matched or handed to the registrar."""
     ids = [message().id for _ in range(150)]
@@ -296,17 +310,11 @@ async def test_no_receipt_is_lost_between_parking_and_registering(redis_server: 
             if isinstance(got, tuple):
                 matched[i] = got
 
-        async def register(i: int) -> None:
-            result = await a.commit(RedisWrites(smsc_ids=[("sim", f"k{i}", ids[i], 0)]))
-            for p in result.parked:
-                returned[p.message_id] = int(p.pdu[1:])
-
         async with anyio.create_task_group() as tg:
             for i in range(len(ids)):
                 tg.start_soon(receipt, i)
-                tg.start_soon(register, i)
-    for i, mid in enumerate(ids):
-        assert (matched.get(i) == (mid, 0)) != (returned.get(mid) == i), i
+                tg.start_soon(register, a, ids, i, returned)
+    each_matched_or_returned(ids, matched, returned)
     assert len(matched) + len(returned) == len(ids)
 
 
@@ -493,18 +501,12 @@ async def test_no_receipt_is_lost_between_batched_parking_and_registering(redis_
                 if isinstance(hit, ReceiptHit):
                     matched[i] = (hit.message_id, hit.part)
 
-        async def register(i: int) -> None:
-            result = await a.commit(RedisWrites(smsc_ids=[("sim", f"k{i}", ids[i], 0)]))
-            for p in result.parked:
-                returned[p.message_id] = int(p.pdu[1:])
-
         async with anyio.create_task_group() as tg:
             for i in range(len(ids)):
                 if i % 10 == 0:
                     tg.start_soon(receipts, i)
-                tg.start_soon(register, i)
-    for i, mid in enumerate(ids):
-        assert (matched.get(i) == (mid, 0)) != (returned.get(mid) == i), i
+                tg.start_soon(register, a, ids, i, returned)
+    each_matched_or_returned(ids, matched, returned)
 
 
 async def test_a_batch_redis_does_not_answer_is_an_error_to_retry(tmp_path: Path, group: str) -> None:
