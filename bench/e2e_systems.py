@@ -32,7 +32,7 @@ from pathlib import Path
 from types import TracebackType
 
 from tests.kannel_config import kannel_config
-from tests.procfs import store_writer_pid
+from tests.procfs import stat_fields, store_writer_pid
 
 __all__ = [
     "API_KEY",
@@ -62,14 +62,9 @@ _TICKS = os.sysconf("SC_CLK_TCK")
 _PR_SET_PDEATHSIG = 1
 
 
-def _stat(pid: int) -> list[str]:
-    with open(f"/proc/{pid}/stat", encoding="ascii") as f:
-        return f.read().rsplit(")", 1)[1].split()
-
-
 def cpu_seconds(pid: int) -> float:
     """utime + stime of a process and all its threads, from /proc/PID/stat (fields 14 and 15, clock ticks)."""
-    fields = _stat(pid)
+    fields = stat_fields(pid)
     return (int(fields[11]) + int(fields[12])) / _TICKS
 
 
@@ -82,7 +77,7 @@ def cpu_by_name(pids: Mapping[str, int]) -> dict[str, float]:
     for entry in os.listdir("/proc"):
         if entry.isdigit():
             try:
-                stats[int(entry)] = _stat(int(entry))
+                stats[int(entry)] = stat_fields(int(entry))
             except (OSError, IndexError):
                 continue  # it ended meanwhile
     out = dict.fromkeys(pids, 0.0)

@@ -4,7 +4,13 @@ from __future__ import annotations
 
 import os
 
-__all__ = ["store_writer_pid"]
+__all__ = ["stat_fields", "store_writer_pid"]
+
+
+def stat_fields(pid: int) -> list[str]:
+    """/proc/PID/stat after the command name: state, ppid, ... (field 3 of proc(5) is index 0 here)."""
+    with open(f"/proc/{pid}/stat", encoding="ascii") as f:
+        return f.read().rsplit(")", 1)[1].split()
 
 
 def store_writer_pid(gateway_pid: int) -> int | None:
@@ -13,9 +19,7 @@ def store_writer_pid(gateway_pid: int) -> int | None:
         if not entry.isdigit():
             continue
         try:
-            with open(f"/proc/{entry}/stat", encoding="ascii") as f:
-                parent = int(f.read().rsplit(")", 1)[1].split()[1])
-            if parent != gateway_pid:
+            if int(stat_fields(int(entry))[1]) != gateway_pid:
                 continue
             with open(f"/proc/{entry}/cmdline", "rb") as f:
                 if b"gateway._storeproc" in f.read():
