@@ -39,6 +39,15 @@ class MoRequest(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     encoding: str = "auto"
 
 
+class MoBatchRequest(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
+    """POST /mo/batch: up to MAX_MO_BATCH MOs, injected in order."""
+
+    messages: list[MoRequest]
+
+
+MAX_MO_BATCH = 1000
+
+
 class BalanceRequest(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     """PUT /billing/balances/{msisdn}."""
 
@@ -117,6 +126,30 @@ def create_app(smsc: Smsc, *, clock: Callable[[], float] | None = None) -> Starl
         except ValueError as exc:
             return _error(400, str(exc))
         return _json(result, 202)
+
+    async def post_mo_batch(request: Request) -> Response:
+        # The whole body is checked before the first MO goes out; an MO that fails after that (no account owns
+        # its shortcode, a text its encoding cannot carry) is an error entry in its place, and the rest go on.
+        try:
+            body: MoBatchRequest = await _body(request, MoBatchRequest)
+        except ConfigError as exc:
+            return _error(400, str(exc))
+        if not 1 <= len(body.messages) <= MAX_MO_BATCH:
+            return _error(400, f"messages: expected 1 to {MAX_MO_BATCH} MOs, got {len(body.messages)}")
+        for i, mo in enumerate(body.messages):
+            if not mo.from_ or not mo.to:
+                return _error(400, f"messages[{i}]: from and to are required")
+        results: list[Any] = []
+        injected = 0
+        for mo in body.messages:
+            try:
+                results.append(smsc.inject_mo(mo.from_, mo.to, mo.text, encoding=mo.encoding))
+                injected += 1
+            except LookupError as exc:
+                results.append({"error": str(exc), "status": 404})
+            except ValueError as exc:
+                results.append({"error": str(exc), "status": 400})
+        return _json({"injected": injected, "results": results}, 202)
 
     async def get_messages(request: Request) -> Response:
         q = request.query_params
@@ -237,6 +270,7 @@ def create_app(smsc: Smsc, *, clock: Callable[[], float] | None = None) -> Starl
     routes = [
         Route("/health", health),
         Route("/mo", post_mo, methods=["POST"]),
+        Route("/mo/batch", post_mo_batch, methods=["POST"]),
         Route("/messages", get_messages),
         Route("/messages/{message_id}", get_message),
         Route("/stats", stats),

@@ -33,6 +33,40 @@ async def test_mo_goes_to_the_account_owning_the_shortcode() -> None:
         assert r.status_code == 400 and "bogus" in r.json()["error"]
 
 
+async def test_a_batch_of_mos_goes_out_in_order_and_a_bad_one_does_not_stop_the_rest() -> None:
+    async with running_simulator() as sim, sim.http() as http, esme(sim, "esme", "pw", bind="receiver") as mine:
+        batch = [{"from": f"44770090{i:04d}", "to": "84001", "text": f"chat {i}"} for i in range(5)]
+        batch.insert(2, {"from": "447700900999", "to": "99999", "text": "nobody owns 99999"})
+        batch.insert(4, {"from": "447700900998", "to": "84001", "text": "Ж", "encoding": "gsm7"})
+        r = await http.post("/mo/batch", json={"messages": batch})
+        assert r.status_code == 202 and r.json()["injected"] == 5
+        results = r.json()["results"]
+        assert [x.get("status") for x in results] == [None, None, 404, None, 400, None, None]
+        assert "99999" in results[2]["error"]
+        assert all(x["account"] == "esme" and x["parts"] == 1 for i, x in enumerate(results) if i not in (2, 4))
+        got = [(await mine.next_deliver()) for _ in range(5)]
+        assert [(p.source_addr, p.short_message) for p in got] == [
+            (f"44770090{i:04d}", f"chat {i}".encode()) for i in range(5)]
+
+
+async def test_a_bad_mo_batch_is_refused_whole() -> None:
+    async with running_simulator() as sim, sim.http() as http, esme(sim, "esme", "pw", bind="receiver") as mine:
+        good = {"from": "447700900123", "to": "84001", "text": "fine"}
+        for body, names in [({"messages": [good, {"from": "447700900124", "text": "no to"}]}, "messages[1]"),
+                            ({"messages": [good, {"from": 447700900124, "to": "84001"}]}, "messages[1].from"),
+                            ({"messages": []}, "messages"),
+                            ({"messages": [good] * 1001}, "1001"),
+                            ({"mos": [good]}, "mos")]:
+            r = await http.post("/mo/batch", json=body)
+            assert r.status_code == 400 and names in r.json()["error"], (body.keys(), r.json())
+        r = await http.post("/mo/batch", content=b"[not json")
+        assert r.status_code == 400 and "invalid JSON" in r.json()["error"]
+        r = await http.post("/mo", json=good)
+        assert r.status_code == 202
+        assert (await mine.next_deliver()).short_message == b"fine"  # the first MO to go out
+        assert not mine.delivered[1:]
+
+
 async def test_a_long_mo_is_segmented_with_udh() -> None:
     texts = ["a long mobile originated message, " * 8, "Длинное сообщение на русском языке " * 4]
     async with running_simulator() as sim, sim.http() as http, esme(sim, "esme", "pw") as client:
