@@ -313,6 +313,7 @@ class Phase:
     cpu: dict[str, float] = field(default_factory=dict)
     loadavg: str = ""
     commits: int = 0
+    rows: int = 0
 
     @property
     def inject_rate(self) -> float:
@@ -358,6 +359,11 @@ class Driver:
         if answer.status_code != 202 or msgspec.json.decode(answer.body)["injected"] != len(tags):
             raise RuntimeError(f"POST /mo/batch answered {answer.status_code}: {answer.body[:200]!r}")
 
+    async def mt_count(self) -> int:
+        """The submit_sm the simulator has taken from the gateway so far."""
+        stats = await self.get("/stats")
+        return sum(int(a["submitted"]) for a in stats["accounts"])
+
     async def get(self, path: str, **params: Any) -> Any:
         import urllib.parse
 
@@ -372,7 +378,8 @@ class Driver:
         pids = {"gateway": GATEWAY_PID, **({"store writer": writer} if writer else {}), "simulator": SIMULATOR_PID,
                 "driver+app": os.getpid()}
         cpu0 = cpu_by_name(pids)
-        commits0 = await gateway_commits()
+        commits0, rows0 = await gateway_commits()
+        mt0 = await self.mt_count()
         phase.started = time.time()
         t0 = time.perf_counter()
         if rate is not None:
@@ -395,15 +402,20 @@ class Driver:
 
             await asyncio.gather(*(worker() for _ in range(concurrency)))
         phase.injected_s = time.perf_counter() - t0
-        # wait for every reply at the simulator (its MT count), at most 60 s
+        # Wait for every arrival at the application, then for every reply at the simulator (its count of
+        # submit_sm, a cheap GET /stats), at most 60 s; the CPU is read before the listings `collect` asks for,
+        # which cost the simulator far more than the run itself when they overlapped it.
         deadline = time.monotonic() + 60
         want = set(tags)
         while (self.expect_app and not want <= self.app.arrived.keys() and time.monotonic() < deadline):
             await asyncio.sleep(0.05)
-        replies = await self.collect(phase, tags, who, deadline if self.expect_reply else time.monotonic())
+        while self.expect_reply and await self.mt_count() < mt0 + phase.count and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
         cpu1 = cpu_by_name(pids)
         phase.cpu = {k: cpu1[k] - cpu0[k] for k in pids}
-        phase.commits = await gateway_commits() - commits0
+        replies = await self.collect(phase, tags, who, deadline if self.expect_reply else time.monotonic())
+        commits1, rows1 = await gateway_commits()
+        phase.commits, phase.rows = commits1 - commits0, rows1 - rows0
         arrivals = [self.app.arrived[t] for t in tags if t in self.app.arrived]
         mo_times = replies["mo"]
         phase.forwarded = len(arrivals)
@@ -461,17 +473,18 @@ SIMULATOR_PID = 0
 GATEWAY_LOG: Path | None = None
 
 
-async def gateway_commits() -> int:
-    """The gateway's store commits so far (it prints its counters on SIGUSR1)."""
+async def gateway_commits() -> tuple[int, int]:
+    """The gateway's store commits and rows written so far (it prints its counters on SIGUSR1)."""
     assert GATEWAY_LOG is not None
     before = GATEWAY_LOG.read_text(errors="replace").count("stats {")
     os.kill(GATEWAY_PID, signal.SIGUSR1)
     for _ in range(200):
         text = GATEWAY_LOG.read_text(errors="replace")
         if text.count("stats {") > before:
-            return int(json.loads(text.rsplit("stats ", 1)[1].splitlines()[0])["commits"])
+            stats = json.loads(text.rsplit("stats ", 1)[1].splitlines()[0])
+            return int(stats["commits"]), int(stats["rows"])
         await asyncio.sleep(0.01)
-    return 0
+    return 0, 0
 
 
 def describe(p: Phase) -> str:
@@ -480,7 +493,8 @@ def describe(p: Phase) -> str:
             f"{p.forward_rate:,.0f}/s; replies {p.replies:,} at {p.reply_rate:,.0f}/s; "
             f"to the application p50 {pct(p.to_app_ms, 0.5):.2f} ms p99 {pct(p.to_app_ms, 0.99):.2f} ms; "
             f"to the reply p50 {pct(p.to_reply_ms, 0.5):.2f} ms p99 {pct(p.to_reply_ms, 0.99):.2f} ms; "
-            f"store commits {p.commits:,} ({p.commits / max(1, p.count):.2f}/MO); "
+            f"store commits {p.commits:,} ({p.commits / max(1, p.count):.2f}/MO), rows {p.rows:,} "
+            f"({p.rows / max(1, p.count):.1f}/MO); "
             f"CPU: {cpu}; load average before {p.loadavg}")
 
 
