@@ -27,6 +27,7 @@ import h11
 import pytest
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
+from gateway import _callbacks
 from gateway._callbacks import CallbackSender, sign_callback
 from gateway._config import parse_config
 from gateway._daemon import Gateway
@@ -474,6 +475,43 @@ async def test_concurrency_per_host_is_bounded(tmp_path: Path) -> None:
         await until(lambda: sender.statistics().sent == 18)
     assert peak == 3
     assert sorted(rx.ids()) == sorted(m.id for m in msgs)
+
+
+async def test_requests_go_through_a_pool_of_senders_that_grows_with_the_load_and_shrinks_after(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(_callbacks, "IDLE_SENDERS", 2)
+    rx = Receiver()
+    hold = anyio.Event()
+    live = peak = 0
+
+    async def held(_: Request) -> int:
+        nonlocal live, peak
+        live += 1
+        peak = max(peak, live)
+        await hold.wait()
+        live -= 1
+        return 200
+
+    rx.answer = held
+    async with running(tmp_path, rx, max_per_host=4) as (gw, sender):
+        hosts = ["http://receiver.test/cb", "http://other.test/cb"]
+        msgs = [await final(gw, callback_url=hosts[i % 2]) for i in range(40)]
+        for m in msgs:
+            sender.enqueue(m)
+        await until(lambda: live == 8)  # Rule 6: 4 per host, so one sender per request in flight
+        assert sender._senders == 8
+        hold.set()
+        await until(lambda: sender.statistics().sent == 40)
+        await until(lambda: sender._senders == 2)  # the others found nothing to do and ended
+        assert peak == 8 and len(rx.requests) == 40
+        rx.answer = None
+        later = []
+        for _ in range(10):  # one at a time: the senders left take them, none is started
+            later.append(await final(gw))
+            sender.enqueue(later[-1])
+            await until(lambda: sender.statistics().pending == 0)
+            assert sender._senders == 2
+    assert sorted(rx.ids()) == sorted(m.id for m in msgs + later)
 
 
 async def test_a_failing_target_pauses_instead_of_hammering(tmp_path: Path) -> None:
