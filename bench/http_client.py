@@ -7,7 +7,8 @@ uvloop) on 127.0.0.1:0 in a subprocess, then, in this process on asyncio + uvloo
 status callback's shape (a 186-byte JSON body, Content-Type, a timestamp and an HMAC signature header) over
 keep-alive connections with --concurrency requests in flight, each under `anyio.fail_after` as the callback
 sender does: first with httpx.AsyncClient (a pool of --concurrency connections), then with gateway HttpClient
-(the same), alternating for --rounds rounds after a warm-up of each. Prints requests/s (wall clock) and CPU
+(the same, its connections gateway/_stream.py's LoopStream), then with HttpClient on AnyIO's TCP stream (through
+its `connect` hook: what it used before LoopStream), alternating for --rounds rounds after a warm-up of each. Prints requests/s (wall clock) and CPU
 microseconds per request of this process (time.process_time: the client's own cost; the sink's is in the
 other process), the best round of each, and the ratio. `--record` appends the result to bench/RESULTS.md.
 """
@@ -19,6 +20,7 @@ import asyncio
 import os
 import platform
 import shlex
+import socket
 import statistics
 import subprocess
 import sys
@@ -29,6 +31,7 @@ from importlib.metadata import version
 from pathlib import Path
 
 import anyio
+import anyio.abc
 import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -87,9 +90,16 @@ async def drive(post: Post, count: int, concurrency: int) -> tuple[float, float]
 async def measure(port: int, count: int, concurrency: int, rounds: int) -> dict[str, list[tuple[float, float]]]:
     url_text = f"http://127.0.0.1:{port}/callbacks/status"
     limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency, keepalive_expiry=30.0)
-    results: dict[str, list[tuple[float, float]]] = {"httpx": [], "ours": []}
+    results: dict[str, list[tuple[float, float]]] = {"httpx": [], "ours": [], "ours-anyio": []}
+
+    async def anyio_tcp(scheme: str, host: str, port: int) -> anyio.abc.ByteStream:
+        tcp = await anyio.connect_tcp(host, port)
+        tcp.extra(anyio.abc.SocketAttribute.raw_socket).setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        return tcp
+
     async with httpx.AsyncClient(limits=limits, timeout=None, headers={"user-agent": "bench"}) as hx, \
-            HttpClient(max_connections_per_origin=concurrency, user_agent="bench") as ours:
+            HttpClient(max_connections_per_origin=concurrency, user_agent="bench") as ours, \
+            HttpClient(max_connections_per_origin=concurrency, user_agent="bench", connect=anyio_tcp) as ours_anyio:
         url = parse_url(url_text)
 
         async def post_httpx() -> int:
@@ -98,7 +108,10 @@ async def measure(port: int, count: int, concurrency: int, rounds: int) -> dict[
         async def post_ours() -> int:
             return (await ours.post(url, BODY, HEADERS)).status_code
 
-        posts: dict[str, Post] = {"httpx": post_httpx, "ours": post_ours}
+        async def post_ours_anyio() -> int:
+            return (await ours_anyio.post(url, BODY, HEADERS)).status_code
+
+        posts: dict[str, Post] = {"httpx": post_httpx, "ours": post_ours, "ours-anyio": post_ours_anyio}
         for name, post in posts.items():
             await drive(post, max(1000, count // 5), concurrency)  # warm-up: connections open, code paths hot
             del name
@@ -109,7 +122,7 @@ async def measure(port: int, count: int, concurrency: int, rounds: int) -> dict[
 
 
 def line(name: str, count: int, wall: float, cpu: float) -> str:
-    return f"{name:<6} {count / wall:>10,.0f} req/s  {cpu / count * 1e6:>7.1f} us CPU/request  ({count:,} in {wall:.2f} s)"
+    return f"{name:<10} {count / wall:>10,.0f} req/s  {cpu / count * 1e6:>7.1f} us CPU/request  ({count:,} in {wall:.2f} s)"
 
 
 def main() -> None:
@@ -138,14 +151,18 @@ def main() -> None:
     out = [f"Load average at the start: {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}; {args.concurrency} requests in "
            f"flight, {args.count:,} requests per round.", ""]
     best: dict[str, float] = {}
+    median: dict[str, float] = {}
     for name, runs in results.items():
         for i, (wall, cpu) in enumerate(runs, 1):
             out.append(line(f"{name}", args.count, wall, cpu) + f"  round {i}")
         per = [cpu / args.count * 1e6 for _, cpu in runs]
         best[name] = min(per)
-        out.append(f"{name:<6} best {best[name]:.1f} us CPU/request, median {statistics.median(per):.1f}; best "
+        median[name] = statistics.median(per)
+        out.append(f"{name:<10} best {best[name]:.1f} us CPU/request, median {statistics.median(per):.1f}; best "
                    f"{max(args.count / w for w, _ in runs):,.0f} req/s")
     out.append(f"httpx / ours, CPU per request (best to best): {best['httpx'] / best['ours']:.1f}x")
+    out.append(f"ours on AnyIO's stream / ours on LoopStream, CPU per request: {best['ours-anyio'] / best['ours']:.2f}x "
+               f"(best to best), {median['ours-anyio'] / median['ours']:.2f}x (median to median)")
     text = "\n".join(out)
     print(text)
     if args.record:

@@ -37,6 +37,8 @@ import anyio.abc
 import httptools
 from anyio.streams.tls import TLSStream
 
+from ._stream import connect_tcp
+
 __all__ = [
     "Connect",
     "HttpClient",
@@ -498,13 +500,13 @@ class HttpClient:
         return _Connection(stream, url.where, self.keep_body_bytes)
 
     async def _open_tcp(self, url: Url) -> anyio.abc.ByteStream:
+        if url.scheme != "https":
+            # Rule 2: a request is one write, so Nagle's algorithm has nothing to gain and would hold a request
+            # behind the peer's delayed ACK of the previous one (connect_tcp sets TCP_NODELAY).
+            return await connect_tcp(url.host, url.port)
         tcp = await anyio.connect_tcp(url.host, url.port)
         try:
-            # Rule 2: a request is one write, so Nagle's algorithm has nothing to gain and would hold a request
-            # behind the peer's delayed ACK of the previous one.
             tcp.extra(anyio.abc.SocketAttribute.raw_socket).setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            if url.scheme != "https":
-                return tcp
             if self.ssl_context is None:
                 self.ssl_context = ssl.create_default_context()
             # standard_compatible=False: a peer that closes without close_notify (most HTTP servers) is an end of

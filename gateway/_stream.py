@@ -1,0 +1,203 @@
+"""TCP byte streams on the asyncio loop's own transports, for the outgoing HTTP client (callbacks, MO forwards).
+
+Rule 1: a `LoopStream` behaves as AnyIO's TCP stream does for its one reader and one writer: `receive` returns
+what has arrived (at most `max_bytes`), raises EndOfStream at the peer's end and BrokenResourceError when the
+connection failed; `send` writes and waits only while the transport's buffer is above its high-water mark; both
+raise ClosedResourceError once `aclose` was called. Cancellation works as for any awaited asyncio future; a send
+cancelled while it waits for room has handed its bytes to the transport.
+Rule 2: it does nothing else. AnyIO's stream makes every `send` and `receive` a checkpoint (a turn of the event
+loop under a cancel scope): with it, gateway/_httpclient.py spent 49.5 us of CPU per request, with LoopStream 27.4
+(bench/http_client.py, bench/RESULTS.md). A receive that finds data returns all of it at once; a send that the
+kernel takes returns at once.
+Rule 3: what arrives beyond READ_PAUSE_BYTES unread pauses reading until the reader catches up, so a peer cannot
+fill the daemon's memory.
+
+`connect_tcp` opens one (TCP_NODELAY set) when the running loop is asyncio's, and AnyIO's stream otherwise (trio).
+TLS stays with AnyIO. The SMPP connections stay on AnyIO's stream too: on LoopStream the end-to-end batch
+benchmark lost about a tenth of its rate in interleaved runs (bench/RESULTS.md), the reader no longer yielding
+to the acks and commits between reads.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+from collections import deque
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import anyio
+import anyio.abc
+import anyio.lowlevel
+
+__all__ = ["READ_PAUSE_BYTES", "LoopStream", "connect_tcp"]
+
+READ_PAUSE_BYTES = 1 << 20
+"""Unread bytes above which the stream stops reading from the socket (Rule 3)."""
+
+
+class _Protocol(asyncio.Protocol):
+    __slots__ = ("buffered", "chunks", "drain", "eof", "error", "paused_reading", "paused_writing", "transport",
+                 "waiter")
+
+    def __init__(self) -> None:
+        self.transport: asyncio.Transport | None = None
+        self.chunks: deque[bytes] = deque()
+        self.buffered = 0
+        self.waiter: asyncio.Future[None] | None = None
+        self.drain: asyncio.Future[None] | None = None
+        self.eof = False
+        self.error: BaseException | None = None
+        self.paused_reading = False
+        self.paused_writing = False
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+
+    def data_received(self, data: bytes) -> None:
+        self.chunks.append(data)
+        self.buffered += len(data)
+        if self.buffered > READ_PAUSE_BYTES and not self.paused_reading and self.transport is not None:
+            self.paused_reading = True  # Rule 3
+            self.transport.pause_reading()
+        self._wake_reader()
+
+    def eof_received(self) -> bool:
+        self.eof = True
+        self._wake_reader()
+        return False  # the transport closes itself
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.eof = True
+        self.error = exc
+        self._wake_reader()
+        self._wake_writer()
+
+    def pause_writing(self) -> None:
+        self.paused_writing = True
+
+    def resume_writing(self) -> None:
+        self.paused_writing = False
+        self._wake_writer()
+
+    def _wake_reader(self) -> None:
+        waiter = self.waiter
+        if waiter is not None:
+            self.waiter = None
+            if not waiter.done():
+                waiter.set_result(None)
+
+    def _wake_writer(self) -> None:
+        drain = self.drain
+        if drain is not None:
+            self.drain = None
+            if not drain.done():
+                drain.set_result(None)
+
+
+class LoopStream(anyio.abc.ByteStream):
+    """A TCP connection on an asyncio transport (the module docstring gives the rules)."""
+
+    def __init__(self, transport: asyncio.Transport, protocol: _Protocol) -> None:
+        self._transport = transport
+        self._protocol = protocol
+        self._closed = False
+
+    async def receive(self, max_bytes: int = 65536) -> bytes:
+        p = self._protocol
+        while not p.chunks:
+            if self._closed:
+                raise anyio.ClosedResourceError
+            if p.eof:
+                if p.error is not None:
+                    raise anyio.BrokenResourceError from p.error
+                raise anyio.EndOfStream
+            waiter = p.waiter = asyncio.get_running_loop().create_future()
+            try:
+                await waiter
+            finally:
+                if p.waiter is waiter:
+                    p.waiter = None
+        if self._closed:
+            raise anyio.ClosedResourceError
+        chunks = p.chunks
+        # Everything that arrived since the last call, at most max_bytes: a busy peer's bytes come in as many
+        # small reads, and the caller's work per call (an SMPP session splits out every whole PDU) is cheaper
+        # for one large chunk than for each small one.
+        chunk = chunks.popleft() if len(chunks) == 1 else b"".join(chunks)
+        if len(chunks) > 1:
+            chunks.clear()
+        if len(chunk) > max_bytes:
+            chunk, rest = chunk[:max_bytes], chunk[max_bytes:]
+            chunks.appendleft(rest)
+        p.buffered -= len(chunk)
+        if p.paused_reading and p.buffered <= READ_PAUSE_BYTES // 2:
+            p.paused_reading = False
+            self._transport.resume_reading()
+        return chunk
+
+    async def send(self, item: bytes) -> None:
+        p = self._protocol
+        if self._closed:
+            raise anyio.ClosedResourceError
+        if p.error is not None or self._transport.is_closing():
+            raise anyio.BrokenResourceError from p.error
+        try:
+            self._transport.write(item)
+        except (RuntimeError, OSError) as exc:  # uvloop raises RuntimeError on a transport closing under it
+            raise anyio.BrokenResourceError from exc
+        while p.paused_writing:
+            if p.error is not None or self._transport.is_closing():
+                raise anyio.BrokenResourceError from p.error
+            drain = p.drain = asyncio.get_running_loop().create_future()
+            try:
+                await drain
+            finally:
+                if p.drain is drain:
+                    p.drain = None
+            if self._closed:
+                raise anyio.ClosedResourceError
+
+    async def send_eof(self) -> None:
+        if self._closed:
+            raise anyio.ClosedResourceError
+        self._transport.write_eof()
+
+    async def aclose(self) -> None:
+        if not self._closed:
+            self._closed = True
+            self._transport.close()
+            self._protocol._wake_reader()
+            self._protocol._wake_writer()
+        await anyio.lowlevel.checkpoint()
+
+    @property
+    def extra_attributes(self) -> Mapping[Any, Callable[[], Any]]:
+        sock: socket.socket = self._transport.get_extra_info("socket")
+        return {
+            anyio.abc.SocketAttribute.family: lambda: sock.family,
+            anyio.abc.SocketAttribute.local_address: lambda: sock.getsockname(),
+            anyio.abc.SocketAttribute.local_port: lambda: sock.getsockname()[1],
+            anyio.abc.SocketAttribute.raw_socket: lambda: sock,
+            anyio.abc.SocketAttribute.remote_address: lambda: sock.getpeername(),
+            anyio.abc.SocketAttribute.remote_port: lambda: sock.getpeername()[1],
+        }
+
+
+async def connect_tcp(host: str, port: int) -> anyio.abc.ByteStream:
+    """A TCP connection to (host, port) with TCP_NODELAY: a LoopStream on asyncio, AnyIO's stream otherwise.
+
+    Raises:
+        OSError: the connection could not be made.
+    """
+    try:
+        loop = asyncio.get_running_loop()
+    except RuntimeError:  # trio
+        stream = await anyio.connect_tcp(host, port)
+        stream.extra(anyio.abc.SocketAttribute.raw_socket).setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        return stream
+    transport, protocol = await loop.create_connection(_Protocol, host, port)
+    sock = transport.get_extra_info("socket")
+    if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    return LoopStream(transport, protocol)
