@@ -510,6 +510,7 @@ class GatewayCore:
         """Bookkeeping when `msg` became final: leave the working set, flag its callback."""
         self.messages.pop(msg.id, None)
         self._submitted_lru.pop(msg.id, None)
+        self._decided.pop(msg.id, None)  # a parked message cancelled or expired: its kept decision goes with it
         recent = self._recent_final
         recent[msg.id] = msg
         if len(recent) > self.max_recent_final:

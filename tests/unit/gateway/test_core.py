@@ -187,6 +187,17 @@ async def test_a_parked_message_keeps_its_route_decision_until_a_reload(core: An
     assert other.id not in c._decided
 
 
+async def test_a_parked_message_that_ends_drops_its_kept_decision(core: Any) -> None:
+    c, clock, conns = core
+    conns["a"].limit = conns["b"].limit = 0
+    m = msg(clock)
+    await c.accept([m])
+    c.dispatch_due()
+    assert m.id in c._decided and c.ready_count == 1  # parked with its decision
+    assert c.cancel(m)
+    assert m.id not in c._decided
+
+
 async def test_a_pass_of_the_dispatcher_routes_at_most_its_batch(core: Any) -> None:
     c, clock, conns = core
     c.dispatch_batch = 3
