@@ -21,7 +21,10 @@ job; its `{"reply": "..."}` becomes an MT from the MO's shortcode, committed wit
 gets at most one reply even when a crash makes the POST happen again. A timeout, a connection error, a 5xx, 408,
 425 or 429 is retried with exponential backoff and jitter from `retry_initial_s` to `retry_max_s` (each attempt
 persisted with its `due` time), and the job is given up `max_age_s` after the MO arrived; any other 4xx ends it
-at once. A URL that fails pauses for the backoff, so an application that is down is not hammered.
+at once. A URL that fails pauses for the backoff, so an application that is down is not hammered. A worker does
+not wait for that commit: it hands the finished job to the finisher and takes the next one, and the finisher
+commits every job finished meanwhile (with their replies) together. A worker that waited would hold a slot of
+`workers` for two commits per MO.
 Rule 5 (replies): a reply (forward or auto-reply) is not sent to a number that opted out of the service or its
 shortcode; the application still gets the MO, with `opted_out: true`. Replies go on `service.account`, else the
 shortcode's account, else `billing.mo_account`.
@@ -281,6 +284,8 @@ class Services:
         self._router_of: Config | None = None
         self._router: MoRouter | None = None
         self._ready: deque[tuple[ForwardJob, anyio.Event | None]] = deque()
+        self._finished: list[tuple[ForwardJob, list[Message]]] = []  # answered, for the finisher to commit (Rule 4)
+        self._finisher_wake = anyio.Event()
         self._idle_workers: deque[anyio.Event] = deque()  # one event per idle worker: a job wakes one, not all
         self._timers: list[tuple[float, int, ForwardJob]] = []
         self._timer_wake = anyio.Event()
@@ -527,6 +532,7 @@ class Services:
             async with anyio.create_task_group() as tg:
                 for _ in range(self.workers):
                     tg.start_soon(self._worker)
+                tg.start_soon(self._finisher)
                 task_status.started()
                 while True:
                     self._timer_wake = anyio.Event()
@@ -685,8 +691,45 @@ class Services:
         job.state = "done"
         job.due = None
         job.finished_at = now
-        await self.gw.core.accept(messages, Writes(docs=[job_doc(job, now)]))
-        self._jobs.discard(job.id)
+        self._finished.append((job, messages))
+        self._finisher_wake.set()
+
+    async def _finisher(self) -> None:
+        """Commit the finished jobs, each with its reply, all that finished since the last commit at once (Rule 4).
+
+        Until that commit a job stays pending in the store: a crash before it forwards the MO again on restart,
+        and that forward makes the reply (at most one reply per MO, as the job and its reply commit together)."""
+        while True:
+            while not self._finished:
+                self._finisher_wake = anyio.Event()
+                await self._finisher_wake.wait()
+            await self.commit_finished()
+
+    async def commit_finished(self) -> None:
+        """Commit the jobs answered so far with their replies (what the finisher does each time it wakes)."""
+        batch, self._finished = self._finished, []
+        if not batch:
+            return
+        messages = [m for _, replies in batch for m in replies]
+        writes = Writes(docs=[job_doc(job, job.finished_at or self.wall()) for job, _ in batch])
+        try:
+            await self.gw.core.accept(messages, writes)
+        except StoreClosed:
+            log.error("forward: the store is closed; %d answered jobs stay pending for the next run", len(batch))
+            for job, _ in batch:
+                self._jobs.discard(job.id)
+            return
+        except Exception:
+            log.exception("forward: %d answered jobs could not be committed; forwarded again later", len(batch))
+            later = self.wall() + 60.0
+            for job, _ in batch:
+                job.state = "pending"
+                job.finished_at = None
+                job.reply_id = None
+                self._put_later(job, later)
+            return
+        for job, _ in batch:
+            self._jobs.discard(job.id)
 
     def statistics(self) -> ServicesStatistics:
         return ServicesStatistics(dict(self._handled), len(self._jobs), self._in_flight, self._forwards_ok,

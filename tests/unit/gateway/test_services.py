@@ -168,6 +168,12 @@ async def env(tmp_path: Path, *, subscriptions: bool = True, **billing: Any) -> 
             tg.cancel_scope.cancel()
 
 
+async def attempt(e: Env, j: ForwardJob) -> None:
+    """One forward attempt, then the commit the finisher makes of what it finished (Rule 4)."""
+    await e.services._attempt(j)
+    await e.services.commit_finished()
+
+
 def only_reply(result: MoResult, source: str = CODE) -> Message:
     assert len(result.messages) == 1, result
     msg = result.messages[0]
@@ -324,7 +330,7 @@ async def test_an_acknowledged_forward_ends_with_its_reply_in_one_commit(tmp_pat
     async with env(tmp_path) as e:
         e.app.answers = [(200, json.dumps({"reply": "Hi back"}).encode())]
         j = job(e)
-        await e.services._attempt(j)
+        await attempt(e, j)
         url, body, headers = e.app.posts[0]
         payload = json.loads(body)
         assert url == "http://app.test/mo"
@@ -345,7 +351,7 @@ async def test_an_answer_without_a_reply_ends_the_job_quietly(tmp_path: Path, an
     async with env(tmp_path) as e:
         e.app.answers = [answer]
         j = job(e)
-        await e.services._attempt(j)
+        await attempt(e, j)
         done = decode_job(e.gw.store.doc(FORWARD_JOB_KIND, j.id))  # type: ignore[arg-type]
         assert done.state == "done" and done.reply_id is None
 
@@ -354,19 +360,19 @@ async def test_failures_are_retried_with_backoff_and_persisted(tmp_path: Path) -
     async with env(tmp_path) as e:
         e.app.answers = [(503, b""), HttpConnectError("connect: refused"), (429, b"")]
         j = job(e)
-        await e.services._attempt(j)
+        await attempt(e, j)
         await e.gw.store.write(Writes())
         stored = decode_job(e.gw.store.doc(FORWARD_JOB_KIND, j.id))  # type: ignore[arg-type]
         assert (stored.state, stored.attempts, stored.due, stored.last_error) == ("pending", 1, T0 + 10, "HTTP 503")
         assert e.services._timers[0][0] == T0 + 10
         # the URL pauses after a failure (Rule 4): another job waits without a POST
         other = job(e, "chat other")
-        await e.services._attempt(other)
+        await attempt(e, other)
         assert len(e.app.posts) == 1 and e.services._timers[0][2] is j
         e.clock.now = T0 + 10
-        await e.services._attempt(j)
+        await attempt(e, j)
         e.clock.now = T0 + 40
-        await e.services._attempt(j)
+        await attempt(e, j)
         assert j.attempts == 3 and j.due == T0 + 40 + 40  # 10, 20, 40 capped at retry_max_s 40
         assert json.loads(e.app.posts[-1][1])["attempt"] == 3
 
@@ -376,7 +382,7 @@ async def test_a_client_error_ends_the_job_at_once(tmp_path: Path, status: int) 
     async with env(tmp_path) as e:
         e.app.answers = [(status, b"")]
         j = job(e)
-        await e.services._attempt(j)
+        await attempt(e, j)
         await e.gw.store.write(Writes())
         stored = decode_job(e.gw.store.doc(FORWARD_JOB_KIND, j.id))  # type: ignore[arg-type]
         assert stored.state == "failed" and stored.due is None and f"HTTP {status}" in stored.last_error
@@ -388,7 +394,7 @@ async def test_a_job_is_given_up_after_max_age(tmp_path: Path) -> None:
         e.app.answers = [(500, b"")]
         j = job(e)
         e.clock.now = T0 + 3600
-        await e.services._attempt(j)
+        await attempt(e, j)
         assert j.state == "failed" and "given up 3600 s after the MO" in j.last_error
 
 
@@ -397,7 +403,7 @@ async def test_a_slow_application_is_a_failed_attempt(tmp_path: Path) -> None:
         e.app.delay_s = 5  # timeout_s is 0.2
         j = job(e)
         with anyio.fail_after(2):
-            await e.services._attempt(j)
+            await attempt(e, j)
         assert j.state == "pending" and j.last_error == "no answer within 0.2 s"
 
 
@@ -406,7 +412,7 @@ async def test_no_reply_to_a_number_that_opted_out_but_the_application_hears_of_
         await e.handle("STOP chat")
         e.app.answers = [(200, b'{"reply": "are you still there?"}')]
         j = job(e)
-        await e.services._attempt(j)
+        await attempt(e, j)
         assert json.loads(e.app.posts[0][1])["opted_out"] is True
         assert j.state == "done" and j.reply_id is None and "opted out" in j.last_error
 
@@ -424,6 +430,47 @@ async def test_the_forwarder_waits_for_the_commit_then_posts_and_replies(tmp_pat
         stored = decode_job(e.gw.store.doc(FORWARD_JOB_KIND, "mo-1"))  # type: ignore[arg-type]
         assert stored.state == "done" and stored.reply_id is not None
         assert e.services.statistics().forwards_ok == 1 and len(e.app.posts) == 1
+
+
+async def test_a_worker_goes_on_while_the_answers_it_got_are_committed_together(tmp_path: Path) -> None:
+    async with env(tmp_path) as e:
+        e.services.workers = 1
+        e.app.answers = [(200, b'{"reply": "pong %d"}' % i) for i in range(3)]
+        store = e.gw.store
+        write, held, release = store.write, anyio.Event(), anyio.Event()
+        commits: list[int] = []
+
+        async def slow_write(w: Writes) -> list[int]:  # the finisher's commits wait for `release`
+            if any(d.kind == FORWARD_JOB_KIND and b"done" in d.body for d in w.docs):
+                commits.append(len(w.docs))
+                held.set()
+                await release.wait()
+            return await write(w)
+
+        store.write = slow_write  # type: ignore[method-assign]
+        async with anyio.create_task_group() as tg:
+            await tg.start(e.services.run)
+            jobs = [job(e, "chat 0")]
+            e.services._put_ready(jobs[0], None)
+            with anyio.fail_after(2):
+                await held.wait()  # the first answer's commit has started and waits
+            for i in (1, 2):
+                jobs.append(job(e, f"chat {i}"))
+                e.services._put_ready(jobs[-1], None)
+            with anyio.fail_after(2):
+                while len(e.app.posts) < 3:  # the one worker POSTs them meanwhile
+                    await anyio.sleep(0.005)
+            assert e.services.statistics().forwards_pending == 3  # none is done before its commit
+            release.set()
+            with anyio.fail_after(2):
+                while e.services.statistics().forwards_pending:
+                    await anyio.sleep(0.005)
+            tg.cancel_scope.cancel()
+        assert commits == [1, 2]  # the second commit holds both answers that came in during the first
+        for i, j in enumerate(jobs):
+            stored = decode_job(store.doc(FORWARD_JOB_KIND, j.id))  # type: ignore[arg-type]
+            reply = store.get(stored.reply_id or "")
+            assert stored.state == "done" and reply is not None and reply.text == f"pong {i}"
 
 
 async def test_restore_takes_up_pending_jobs_only(tmp_path: Path) -> None:
@@ -504,5 +551,5 @@ async def test_a_forward_url_that_cannot_be_used_ends_the_job(tmp_path: Path) ->
     async with env(tmp_path, services=services) as e:
         e.services.client = HttpClient()  # the real client refuses the URL before any I/O
         j = job(e)
-        await e.services._attempt(j)
+        await attempt(e, j)
         assert j.state == "failed" and "forward.url" in j.last_error
