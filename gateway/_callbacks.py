@@ -13,9 +13,10 @@ Rule 5: for an account with `callback.batch_max > 1`, statuses for the same URL 
 to `batch_max` objects, sent when the array is full or `batch_interval_ms` after its oldest status was queued,
 whichever comes first.
 Rule 6: at most `max_per_host` requests are in flight to one host (scheme, host, port) at a time.
-Rule 7: requests are sent by a pool of sender tasks that take them from a queue, not by a task each: starting an
-AnyIO task costs about 14 us here, a callback sent alone (batch_max 1) about 60. The pool grows while every sender
-is busy (Rule 6 bounds it: `max_per_host` per host) and keeps at most IDLE_SENDERS waiting for work.
+Rule 7: requests are sent by a pool of sender tasks that take them from a queue, not by a task each: starting and
+running an AnyIO task costs about 14 us here, which with `batch_max` 1 is paid once per status. The pool grows
+while every sender is busy (Rule 6 bounds it: `max_per_host` per host) and keeps at most IDLE_SENDERS waiting for
+work.
 
 Signature (docs/callbacks.md): `X-Smppgw-Timestamp: <unix seconds>` and
 `X-Smppgw-Signature: sha256=<hex HMAC-SHA256(secret, timestamp + "." + body)>`, over the exact body bytes.

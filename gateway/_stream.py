@@ -6,9 +6,9 @@ connection failed; `send` writes and waits only while the transport's buffer is 
 raise ClosedResourceError once `aclose` was called. Cancellation works as for any awaited asyncio future; a send
 cancelled while it waits for room has handed its bytes to the transport.
 Rule 2: it does nothing else. AnyIO's stream makes every `send` and `receive` a checkpoint (a turn of the event
-loop under a cancel scope): with it, gateway/_httpclient.py spent 49.5 us of CPU per request, with LoopStream 27.4
-(bench/http_client.py, bench/RESULTS.md). A receive that finds data returns all of it at once; a send that the
-kernel takes returns at once.
+loop under a cancel scope). With it, gateway/_httpclient.py spent 40.4 us of CPU per request at best and 41.3 at
+the median; with LoopStream, 27.4 and 31.5 (bench/http_client.py, bench/RESULTS.md 2026-11-25). A receive that
+finds data returns all of it at once; a send that the kernel takes returns at once.
 Rule 3: what arrives beyond READ_PAUSE_BYTES unread pauses reading until the reader catches up, so a peer cannot
 fill the daemon's memory.
 
@@ -122,8 +122,8 @@ class LoopStream(anyio.abc.ByteStream):
             raise anyio.ClosedResourceError
         chunks = p.chunks
         # Everything that arrived since the last call, at most max_bytes: a busy peer's bytes come in as many
-        # small reads, and the caller's work per call (an SMPP session splits out every whole PDU) is cheaper
-        # for one large chunk than for each small one.
+        # small reads, and the caller's work per call (a parser fed once) is cheaper for one large chunk than
+        # for each small one.
         chunk = chunks.popleft() if len(chunks) == 1 else b"".join(chunks)
         if len(chunks) > 1:
             chunks.clear()
