@@ -6,14 +6,15 @@ Usage: .venv/bin/python bench/mo.py [--latency-count N] [--latency-rate R] [--co
 
 Starts, on 127.0.0.1 in a temporary directory: the simulator (`python -m simulator`, one account owning
 shortcode 84001, receipts at once), and the gateway (this script with --serve-gateway: `Gateway` with the MO
-services installed, on asyncio + uvloop with the collector tuned as `smppgw run` runs it; an SQLite store in the directory, synchronous
-normal; a forward service `chat` as the shortcode's default service, its URL the application). The application
+services installed, on asyncio + uvloop with the collector tuned, as `smppgw run` runs it; an SQLite store in the
+directory, synchronous normal; a forward service `chat` as the shortcode's default service, its URL the
+application). The application
 and the injector run in this process (asyncio + uvloop): the application is a minimal keep-alive HTTP/1.1 server
 that notes when each MO arrives and answers `{"reply": "re <tag>"}`; the injector POSTs `/mo` (paced runs) or
 `/mo/batch` (throughput runs, --inject-batch MOs a request) to the simulator's control API over kept-alive
-connections (`gateway._httpclient`, the client the forwards use). Injecting one MO per request cost the simulator
-and this process about 330 us of CPU per MO, taken from the same two cores the gateway runs on; in batches of 100,
-about 180.
+connections (`gateway._httpclient`, the client the forwards use). In batches of 100, the simulator spends about
+50 us of CPU per MO and this process about 28 (bench/RESULTS.md, 2026-11-24 23:55). One MO per request cost them
+several times that, on the same two cores the gateway runs on.
 
 Each MO's text is `chat <tag>`, from one of --senders handsets. Times are all wall-clock on this machine:
 - to the application: the application's arrival time minus the simulator's MO record time (`received_at` in its
@@ -22,8 +23,8 @@ Each MO's text is `chat <tag>`, from one of --senders handsets. Times are all wa
 
 Phases: a warm-up; a latency run (--latency-count MOs paced at --latency-rate per second, one POST at a time), the
 figure to set beside Kannel's sms-service (median 42 ms to the application, 85 ms to the reply, PEERS.md); then
---runs throughput runs (--count MOs, --concurrency POSTs of --inject-batch MOs in flight), reporting MOs injected/s, forwarded/s (the
-application's arrivals over the time from the first injection to the last arrival), replies/s at the simulator,
+--runs throughput runs (--count MOs, --concurrency POSTs of --inject-batch MOs in flight), reporting MOs
+injected/s, forwarded/s (the application's arrivals over the time from the first injection to the last arrival), replies/s at the simulator,
 and the latencies under that load, with the CPU each process spent. `--profile` samples the gateway with py-spy
 during one more throughput run and prints the functions that cost it most. `--record` appends the results to
 bench/RESULTS.md.
