@@ -79,25 +79,11 @@ class CallbackStatus(msgspec.Struct, kw_only=True, omit_defaults=False):
 _ENCODER = msgspec.json.Encoder()
 
 
-_last_second: list[tuple[int, str]] = [(-1, "")]
-
-
-def _at(t: float) -> str:
-    """`t` spelt as the API spells status_at (`_model.iso_time`), with the date and time of the last second cached:
-    statuses come in bursts within the same second, and strftime is most of the cost."""
-    second = int(t)
-    cached = _last_second[0]
-    if cached[0] != second:
-        cached = (second, iso_time(second)[:-5])
-        _last_second[0] = cached
-    return f"{cached[1]}.{int((t % 1) * 1000):03d}Z"
-
-
 def status_payload(msg: Message) -> bytes:
     """The JSON object sent for `msg` (alone, or as one element of a batch's array)."""
     return _ENCODER.encode(CallbackStatus(
         id=msg.id, status=msg.status.value, reference=msg.reference, to=msg.to, source=msg.source,
-        at=_at(msg.status_at), error=msg.error, parts=len(msg.parts), charged=msg.charged,
+        at=iso_time(msg.status_at), error=msg.error, parts=len(msg.parts), charged=msg.charged,
     ))
 
 

@@ -142,8 +142,20 @@ class Message(msgspec.Struct, kw_only=True):
         }
 
 
+_last_second: list[tuple[int, str]] = [(-1, "")]
+
+
 def iso_time(t: float) -> str:
-    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(t)) + f".{int((t % 1) * 1000):03d}Z"
+    """`t` (seconds since the epoch) as the API spells times: UTC to the millisecond, `2026-11-24T16:00:12.250Z`.
+
+    The date and time of the last second asked for is cached: times come in bursts within one second (a batch,
+    its statuses, the MOs of a burst), and strftime is most of the cost (about 1.5 us of 2)."""
+    second = int(t // 1)
+    cached = _last_second[0]
+    if cached[0] != second:
+        cached = (second, time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second)))
+        _last_second[0] = cached
+    return f"{cached[1]}.{int((t % 1) * 1000):03d}Z"
 
 
 _ALPHABET = "0123456789abcdefghjkmnpqrstvwxyz"  # Crockford base32, lower case
