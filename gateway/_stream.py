@@ -12,8 +12,9 @@ finds data returns all of it at once; a send that the kernel takes returns at on
 Rule 3: what arrives beyond READ_PAUSE_BYTES unread pauses reading until the reader catches up, so a peer cannot
 fill the daemon's memory.
 
-`connect_tcp` opens one (TCP_NODELAY set) when the running loop is asyncio's, and AnyIO's stream otherwise (trio).
-TLS stays with AnyIO. The SMPP connections stay on AnyIO's stream too: on LoopStream the end-to-end batch
+`connect_tcp` opens one (TCP_NODELAY set) when the running loop is asyncio's, and AnyIO's stream otherwise (trio),
+and also for a host name with both IPv6 and IPv4 addresses: AnyIO races the two (happy eyeballs, RFC 8305), which
+uvloop's connect cannot, so a host whose IPv6 route is broken still answers at once. TLS stays with AnyIO. The SMPP connections stay on AnyIO's stream too: on LoopStream the end-to-end batch
 benchmark lost about a tenth of its rate in interleaved runs (bench/RESULTS.md), the reader no longer yielding
 to the acks and commits between reads.
 """
@@ -21,6 +22,7 @@ to the acks and commits between reads.
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import socket
 from collections import deque
 from collections.abc import Callable, Mapping
@@ -29,6 +31,7 @@ from typing import Any
 import anyio
 import anyio.abc
 import anyio.lowlevel
+from anyio import getaddrinfo
 
 __all__ = ["READ_PAUSE_BYTES", "LoopStream", "connect_tcp"]
 
@@ -184,8 +187,17 @@ class LoopStream(anyio.abc.ByteStream):
         }
 
 
+def _is_ip(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return True
+
+
 async def connect_tcp(host: str, port: int) -> anyio.abc.ByteStream:
-    """A TCP connection to (host, port) with TCP_NODELAY: a LoopStream on asyncio, AnyIO's stream otherwise.
+    """A TCP connection to (host, port) with TCP_NODELAY: a LoopStream on asyncio, AnyIO's stream on trio or for
+    a host name with addresses of both families.
 
     Raises:
         OSError: the connection could not be made.
@@ -193,6 +205,12 @@ async def connect_tcp(host: str, port: int) -> anyio.abc.ByteStream:
     try:
         loop = asyncio.get_running_loop()
     except RuntimeError:  # trio
+        loop = None
+    if loop is not None and not _is_ip(host):
+        families = {info[0] for info in await getaddrinfo(host, port, type=socket.SOCK_STREAM)}
+        if len(families) > 1:
+            loop = None  # IPv6 and IPv4: AnyIO races them
+    if loop is None:
         stream = await anyio.connect_tcp(host, port)
         stream.extra(anyio.abc.SocketAttribute.raw_socket).setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         return stream

@@ -187,3 +187,36 @@ async def test_a_refused_connection_raises_oserror() -> None:
     sock.close()  # nothing listens there now
     with pytest.raises(OSError):
         await connect_tcp("127.0.0.1", port)
+
+
+async def test_a_host_name_of_one_family_gets_a_loop_stream(monkeypatch: pytest.MonkeyPatch) -> None:
+    async def ipv4_only(host: str, port: int, **kw: object) -> list[tuple[object, ...]]:
+        return [(socket.AF_INET, socket.SOCK_STREAM, 6, "", ("127.0.0.1", port))]
+
+    monkeypatch.setattr(_stream, "getaddrinfo", ipv4_only)  # whatever this host's /etc/hosts says of localhost
+    with socket.create_server(("127.0.0.1", 0)) as server:
+        stream = await connect_tcp("localhost", server.getsockname()[1])
+        try:
+            assert isinstance(stream, LoopStream)
+        finally:
+            await stream.aclose()
+
+
+async def test_a_host_name_with_ipv6_and_ipv4_addresses_gets_anyios_happy_eyeballs(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    async def both_families(host: str, port: int, **kw: object) -> list[tuple[object, ...]]:
+        return [(socket.AF_INET6, socket.SOCK_STREAM, 6, "", ("::1", port, 0, 0)),
+                (socket.AF_INET, socket.SOCK_STREAM, 6, "", ("127.0.0.1", port))]
+
+    monkeypatch.setattr(_stream, "getaddrinfo", both_families)
+    async with pair() as (_ours, _peer):
+        pass  # an IP literal is never looked up: still a LoopStream (pair() checks it)
+    with socket.create_server(("127.0.0.1", 0)) as server:
+        stream = await connect_tcp("localhost", server.getsockname()[1])
+        try:
+            assert not isinstance(stream, LoopStream)
+            assert stream.extra(anyio.abc.SocketAttribute.raw_socket).getsockopt(socket.IPPROTO_TCP,
+                                                                                  socket.TCP_NODELAY)
+        finally:
+            await stream.aclose()
+
