@@ -149,7 +149,8 @@ def iso_time(t: float) -> str:
     """`t` (seconds since the epoch) as the API spells times: UTC to the millisecond, `2026-11-24T16:00:12.250Z`.
 
     The date and time of the last second asked for is cached: times come in bursts within one second (a batch,
-    its statuses, the MOs of a burst), and strftime was about half of the 1.4 us a call took (timeit: 0.7 us now)."""
+    its statuses, the MOs of a burst), and strftime was about half of the 1.4 us a call took (timeit; 0.7 us
+    now)."""
     second = int(t // 1)
     cached = _last_second[0]
     if cached[0] != second:
