@@ -157,6 +157,28 @@ async def test_send_waits_while_the_peer_reads_nothing_and_goes_on_when_it_reads
             await ours.aclose()
 
 
+async def test_closing_with_bytes_the_peer_never_read_lets_go_of_the_socket_at_once() -> None:
+    # A receiver that stopped reading must not keep the socket (and the bytes for it) for as long as it likes.
+    with socket.create_server(("127.0.0.1", 0)) as server:
+        ours = await connect_tcp("127.0.0.1", server.getsockname()[1])
+        peer, _ = server.accept()
+        with peer:
+            with anyio.move_on_after(0.3):
+                while True:
+                    await ours.send(b"z" * 65536)  # until the kernel's buffers are full and some wait in ours
+            assert isinstance(ours, LoopStream) and ours._transport.get_write_buffer_size() > 0
+            await ours.aclose()
+            await anyio.sleep(0.05)
+            assert ours._transport.is_closing()
+            assert ours._transport.get_extra_info("socket").fileno() == -1  # closed, not waiting to drain
+            peer.setblocking(False)
+            with anyio.fail_after(5):  # the peer gets what the kernel held, then the end: the rest was dropped
+                while True:
+                    await anyio.wait_readable(peer)
+                    if not peer.recv(1 << 20):
+                        break
+
+
 async def test_unread_bytes_beyond_the_limit_pause_reading_until_the_reader_catches_up(
         monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(_stream, "READ_PAUSE_BYTES", 256 * 1024)
