@@ -85,18 +85,27 @@ class _Protocol(asyncio.Protocol):
         self._wake_writer()
 
     def _wake_reader(self) -> None:
-        waiter = self.waiter
-        if waiter is not None:
-            self.waiter = None
-            if not waiter.done():
-                waiter.set_result(None)
+        waiter, self.waiter = self.waiter, None
+        _settle(waiter)
 
     def _wake_writer(self) -> None:
-        drain = self.drain
-        if drain is not None:
-            self.drain = None
-            if not drain.done():
-                drain.set_result(None)
+        drain, self.drain = self.drain, None
+        _settle(drain)
+
+    async def wait(self, slot: str) -> None:
+        """Wait until `_wake_reader` ("waiter") or `_wake_writer` ("drain") settles the future put in `slot`."""
+        future = asyncio.get_running_loop().create_future()
+        setattr(self, slot, future)
+        try:
+            await future
+        finally:
+            if getattr(self, slot) is future:
+                setattr(self, slot, None)
+
+
+def _settle(future: asyncio.Future[None] | None) -> None:
+    if future is not None and not future.done():
+        future.set_result(None)
 
 
 class LoopStream(anyio.abc.ByteStream):
@@ -116,12 +125,7 @@ class LoopStream(anyio.abc.ByteStream):
                 if p.error is not None:
                     raise anyio.BrokenResourceError from p.error
                 raise anyio.EndOfStream
-            waiter = p.waiter = asyncio.get_running_loop().create_future()
-            try:
-                await waiter
-            finally:
-                if p.waiter is waiter:
-                    p.waiter = None
+            await p.wait("waiter")
         if self._closed:
             raise anyio.ClosedResourceError
         chunks = p.chunks
@@ -140,25 +144,21 @@ class LoopStream(anyio.abc.ByteStream):
             self._transport.resume_reading()
         return chunk
 
-    async def send(self, item: bytes) -> None:
-        p = self._protocol
+    def _check_writable(self) -> None:
         if self._closed:
             raise anyio.ClosedResourceError
-        if p.error is not None or self._transport.is_closing():
-            raise anyio.BrokenResourceError from p.error
+        if self._protocol.error is not None or self._transport.is_closing():
+            raise anyio.BrokenResourceError from self._protocol.error
+
+    async def send(self, item: bytes) -> None:
+        self._check_writable()
         try:
             self._transport.write(item)
         except (RuntimeError, OSError) as exc:  # uvloop raises RuntimeError on a transport closing under it
             raise anyio.BrokenResourceError from exc
-        while p.paused_writing:
-            if p.error is not None or self._transport.is_closing():
-                raise anyio.BrokenResourceError from p.error
-            drain = p.drain = asyncio.get_running_loop().create_future()
-            try:
-                await drain
-            finally:
-                if p.drain is drain:
-                    p.drain = None
+        while self._protocol.paused_writing:
+            self._check_writable()
+            await self._protocol.wait("drain")
             if self._closed:
                 raise anyio.ClosedResourceError
 
