@@ -398,8 +398,11 @@ class SqliteStore:
                     tg.start_soon(self._watch_process, self._process)
                 task_status.started()
                 while True:
-                    with anyio.move_on_after(self.lazy_flush_s):
-                        await self._wake.wait()
+                    if self._wake.is_set():  # a write is waiting already: no timer to arm (a cancel scope a commit)
+                        await anyio.lowlevel.checkpoint()
+                    else:
+                        with anyio.move_on_after(self.lazy_flush_s):
+                            await self._wake.wait()
                     if not self._wake.is_set() and not self._has_pending():
                         continue  # the lazy flush found nothing (an empty write() wakes a commit: a barrier)
                     if self.commit_interval_s > 0:
