@@ -17,6 +17,7 @@ import sqlite3
 import subprocess
 import sys
 import time
+from collections import deque
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -269,6 +270,10 @@ class SqliteStore:
     thread. With writer "process", the SQL of every commit runs in the child: the daemon only turns a batch
     into parameter lists and one MessagePack frame, and its event loop goes on while the child commits
     (bench/RESULTS.md, 22:04: about 23 us of the daemon's 130 us per message move to the other core).
+    The next batch is sent while the child still commits the one before (at most `PIPELINE_DEPTH` in
+    flight), so the child starts it the moment it is done instead of when the daemon's loop gets round to
+    reading the answer. The child applies them in order and stops at the first that fails, and each
+    batch's waiters learn of its own commit, so a batch is never reported durable before the ones before it.
     """
 
     def __init__(self, path: str | Path, *, synchronous: str = "normal", commit_interval_s: float = 0.0,
@@ -284,6 +289,9 @@ class SqliteStore:
         self.inline = synchronous != "full" and writer == "inline"
         self._process: anyio.abc.Process | None = None
         self._replies: BufferedByteReceiveStream | None = None
+        self._inflight: deque[tuple[_Batch, float]] = deque()  # sent to the writer process, not yet answered
+        self._sent = anyio.Event()  # a batch was sent: the collector has an answer to wait for
+        self._room = anyio.Event()  # an answer came: a batch may be sent
         self._batch = _Batch()
         self._wake = anyio.Event()
         self._writer: sqlite3.Connection | None = None
@@ -340,18 +348,66 @@ class SqliteStore:
             raise _writer_ended(self._process.returncode if self._process is not None else None) from None
         return str(error), list(early_ids), int(rows)
 
-    async def _commit_in_process(self, w: Writes) -> list[int]:
+    async def _send_to_process(self, batch: _Batch) -> None:
+        """Send `batch` to the writer process; `_collect` sets its `done` once it is answered."""
         assert self._process is not None and self._process.stdin is not None
-        body = _FRAME_ENCODER.encode(sql_batch(w))
+        body = _FRAME_ENCODER.encode(sql_batch(batch.writes))
+        started = time.perf_counter()
         try:
-            await self._process.stdin.send(len(body).to_bytes(4, "big") + body)
+            # Shielded: a frame cut halfway would be misread by the child.
+            with anyio.CancelScope(shield=True):
+                await self._process.stdin.send(len(body).to_bytes(4, "big") + body)
         except (anyio.BrokenResourceError, anyio.ClosedResourceError, OSError) as exc:
-            raise _writer_ended(self._process.returncode) from exc
-        error, early_ids, rows = await self._reply()
-        if error:
-            raise StoreClosed(f"commit failed in the store writer process: {error}")
+            self._fail(_writer_ended(self._process.returncode), batch)
+            raise self._failed from exc  # type: ignore[misc]
+        self._inflight.append((batch, started))
+        self._sent.set()
+
+    async def _wait_inflight(self, most: int) -> None:
+        """Wait until at most `most` batches are in flight."""
+        while len(self._inflight) > most:
+            self._room = anyio.Event()
+            await self._room.wait()
+
+    async def _collect(self) -> None:
+        """Answer the batches in flight, in the order they were sent, until cancelled between two answers."""
+        while True:
+            while not self._inflight:
+                self._sent = anyio.Event()
+                await self._sent.wait()
+            await self._collect_one()
+
+    async def _collect_one(self) -> None:
+        batch, started = self._inflight[0]
+        try:
+            # Like a commit in a thread, one in the writer process runs to its end: cancelled halfway, the
+            # daemon would not know whether these rows are durable (nor where the next answer starts).
+            with anyio.CancelScope(shield=True), anyio.fail_after(
+                    max(0.0, started + _PROCESS_COMMIT_TIMEOUT_S - time.perf_counter())):
+                error, early_ids, rows = await self._reply()
+            if error:
+                raise StoreClosed(f"commit failed in the store writer process: {error}")
+        except BaseException as exc:  # every batch in flight and every waiter must learn it
+            self._fail(exc)
+            raise
+        self._inflight.popleft()
         self._rows += rows
-        return early_ids
+        batch.early_ids = early_ids
+        self._last_commit_s = time.perf_counter() - started
+        self._commits += 1
+        batch.done.set()
+        self._room.set()
+
+    def _fail(self, exc: BaseException, *batches: _Batch) -> None:
+        """The store is unusable: fail `batches` and those in flight."""
+        if self._failed is None:
+            self._failed = exc
+            log.error("store commit failed, the gateway can no longer make messages durable: %r", exc)
+        for batch in (*batches, *(b for b, _ in self._inflight)):
+            batch.error = exc
+            batch.done.set()
+        self._inflight.clear()
+        self._room.set()
 
     async def _watch_process(self, proc: anyio.abc.Process) -> None:
         """A writer process that ends while the store runs fails the store at once, not at the next commit: the
@@ -396,6 +452,7 @@ class SqliteStore:
                     tg.start_soon(self._checkpoints)
                 if self._process is not None:
                     tg.start_soon(self._watch_process, self._process)
+                    tg.start_soon(self._collect)
                 task_status.started()
                 while True:
                     if self._wake.is_set():  # a write is waiting already: no timer to arm (a cancel scope a commit)
@@ -411,11 +468,15 @@ class SqliteStore:
         finally:
             with anyio.CancelScope(shield=True):
                 try:
+                    # The collector is gone: the answers to what is in flight are read here.
+                    while self._failed is None and self._inflight:
+                        await self._collect_one()
                     if self._failed is None and self._has_pending():
                         await self._commit_pending()
+                    while self._failed is None and self._inflight:
+                        await self._collect_one()
                     if self._failed is not None:  # writes waiting for a commit that will not come learn it
-                        self._batch.error = self._failed
-                        self._batch.done.set()
+                        self._fail(self._failed, self._batch)
                 finally:
                     await self._stop_process()
                     self._close()
@@ -424,29 +485,28 @@ class SqliteStore:
         return bool(self._batch.writes)
 
     async def _commit_pending(self) -> None:
+        if self._process is not None:
+            await self._wait_inflight(PIPELINE_DEPTH - 1)  # meanwhile the batch grows
         batch = self._batch
         self._batch = _Batch()
         self._wake = anyio.Event()
-        if not batch.writes:
+        if not batch.writes:  # a barrier: done once everything before it is
+            await self._wait_inflight(0)
+            batch.error = self._failed
             batch.done.set()
+            return
+        if self._process is not None:
+            await self._send_to_process(batch)
             return
         started = time.perf_counter()
         try:
-            if self._process is not None:
-                # Like a commit in a thread, one in the writer process runs to its end: cancelled halfway, the
-                # daemon would not know whether these rows are durable.
-                with anyio.CancelScope(shield=True), anyio.fail_after(_PROCESS_COMMIT_TIMEOUT_S):
-                    batch.early_ids = await self._commit_in_process(batch.writes)
-            elif self.inline:
+            if self.inline:
                 batch.early_ids = self._apply(batch.writes)
                 await anyio.lowlevel.checkpoint()
             else:
                 batch.early_ids = await anyio.to_thread.run_sync(self._apply, batch.writes)
         except BaseException as exc:  # the store is unusable now: every waiter must learn it
-            self._failed = exc
-            batch.error = exc
-            log.error("store commit failed, the gateway can no longer make messages durable: %r", exc)
-            batch.done.set()
+            self._fail(exc, batch)
             raise
         self._last_commit_s = time.perf_counter() - started
         self._commits += 1
@@ -653,6 +713,7 @@ class SqliteStore:
 
 
 _FRAME_ENCODER = msgspec.msgpack.Encoder()
+PIPELINE_DEPTH = 2  # batches sent to the writer process and not yet answered, at most (see SqliteStore)
 _PROCESS_COMMIT_TIMEOUT_S = 60.0  # a writer process that takes longer for one commit is taken for hung
 
 

@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import anyio
+import anyio.abc
 import msgspec
 import pytest
 
@@ -201,3 +202,85 @@ async def test_a_writer_process_that_dies_fails_the_store_and_its_waiters(tmp_pa
     assert not store.is_open
     with pytest.raises(StoreClosed):
         store.write_nowait(Writes(messages=[message()]))
+
+
+async def _until(check: object, timeout_s: float = 10.0) -> None:
+    assert callable(check)
+    with anyio.fail_after(timeout_s):
+        while not check():
+            await anyio.sleep(0.005)
+
+
+async def test_the_next_batch_goes_to_the_writer_while_it_commits_the_one_before(tmp_path: Path) -> None:
+    store = SqliteStore(tmp_path / "gw.db", writer="process")
+    finished: list[str] = []
+    first, second, third, fourth = (message() for _ in range(4))
+
+    async def write(name: str, writes: Writes) -> None:
+        await store.write(writes)
+        finished.append(name)
+
+    async with anyio.create_task_group() as tg:
+        await tg.start(store.run)
+        assert store._process is not None
+        os.kill(store._process.pid, signal.SIGSTOP)  # the child takes its time over each commit
+        try:
+            tg.start_soon(write, "first", Writes(messages=[first]))
+            await _until(lambda: len(store._inflight) == 1)
+            tg.start_soon(write, "second", Writes(messages=[second]))
+            await _until(lambda: len(store._inflight) == 2)  # sent before the first is answered
+            tg.start_soon(write, "third", Writes(messages=[third]))
+            tg.start_soon(write, "barrier", Writes())
+            await anyio.sleep(0.05)
+            tg.start_soon(write, "fourth", Writes(messages=[fourth]))
+            await anyio.sleep(0.05)
+            # PIPELINE_DEPTH batches in flight: the next waits, and what comes meanwhile joins it.
+            assert len(store._inflight) == 2 and finished == []
+            assert [m.id for m in store._batch.writes.messages] == [third.id, fourth.id]
+        finally:
+            os.kill(store._process.pid, signal.SIGCONT)
+        await _until(lambda: len(finished) == 5)
+        # Answered in the order sent; the empty write waited for everything before it.
+        assert finished == ["first", "second", "third", "barrier", "fourth"]
+        assert [store.get(m.id) for m in (first, second, third, fourth)] == [first, second, third, fourth]
+        tg.cancel_scope.cancel()
+
+
+async def test_a_failed_commit_fails_the_batch_sent_after_it_which_is_never_applied(tmp_path: Path) -> None:
+    from gateway._store import LedgerOutcome
+
+    path = tmp_path / "gw.db"
+    store = SqliteStore(path, writer="process")
+    errors: dict[str, BaseException] = {}
+    failure: list[BaseException] = []
+    after = message()
+
+    async def write(name: str, writes: Writes) -> None:
+        try:
+            await store.write(writes)
+        except StoreClosed as exc:
+            errors[name] = exc
+
+    async def run(*, task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
+        try:
+            await store.run(task_status=task_status)
+        except* StoreClosed as group:
+            failure.extend(group.exceptions)
+
+    async with anyio.create_task_group() as tg:
+        await tg.start(run)
+        assert store._process is not None
+        os.kill(store._process.pid, signal.SIGSTOP)
+        try:
+            # state NULL: the schema refuses it (NOT NULL), so this commit fails in the child
+            bad = Writes(ledger_outcomes=[LedgerOutcome("a1", 1.0, None)])  # type: ignore[arg-type]
+            tg.start_soon(write, "bad", bad)
+            await _until(lambda: len(store._inflight) == 1)
+            tg.start_soon(write, "after", Writes(messages=[after]))
+            await _until(lambda: len(store._inflight) == 2)
+        finally:
+            os.kill(store._process.pid, signal.SIGCONT)
+        await _until(lambda: len(errors) == 2)
+    assert "IntegrityError" in str(errors["bad"]) and "IntegrityError" in str(errors["after"])
+    assert failure and not store.is_open
+    assert count(path, "messages") == 0  # the child stopped at the failed commit
