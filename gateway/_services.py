@@ -15,10 +15,13 @@ Each STOP MO gets exactly one confirmation, whether or not the number ever subsc
 when no reply can be sent. `START` / `START <keyword>` record the opt-in back (a service's opt-in also lifts the
 shortcode's opt-out: `_consent` Rule 3). HELP gets the help text. None of these MTs is held back by an opt-out:
 they answer the user.
-Rule 4 (forward): a forward service's MO becomes a `forward_job` record in the MO's commit; once durable it is
-POSTed as JSON to the service's URL, signed like callbacks when `forward.secret` is set. A 2xx answer ends the
-job; its `{"reply": "..."}` becomes an MT from the MO's shortcode, committed with the job marked done, so an MO
-gets at most one reply even when a crash makes the POST happen again. A timeout, a connection error, a 5xx, 408,
+Rule 4 (forward): a forward service's MO becomes a `forward_job` record in the MO's commit and is POSTed as JSON
+to the service's URL at once, signed like callbacks when `forward.secret` is set. A 2xx answer ends the job; its
+`{"reply": "..."}` becomes an MT from the MO's shortcode, committed with the job marked done, so an MO gets at
+most one reply even when a crash makes the POST happen again. The POST does not wait for the MO's commit: the
+store commits in order, so the answer's commit comes after it, and a crash before the MO's commit makes the
+restart handle the MO again (and POST it again) with no reply committed yet. Waiting for it held every forward
+one commit longer and left the daemon idle between commits (bench/RESULTS.md, 2026-11-25 02:20). A timeout, a connection error, a 5xx, 408,
 425 or 429 is retried with exponential backoff and jitter from `retry_initial_s` to `retry_max_s` (each attempt
 persisted with its `due` time), and the job is given up `max_age_s` after the MO arrived; any other 4xx ends it
 at once. A URL that fails pauses for the backoff, so an application that is down is not hammered. A worker does
@@ -283,7 +286,7 @@ class Services:
         self.workers = workers
         self._router_of: Config | None = None
         self._router: MoRouter | None = None
-        self._ready: deque[tuple[ForwardJob, anyio.Event | None]] = deque()
+        self._ready: deque[ForwardJob] = deque()
         self._finished: list[tuple[ForwardJob, list[Message]]] = []  # answered, for the finisher to commit (Rule 4)
         self._finisher_wake = anyio.Event()
         self._idle_workers: deque[anyio.Event] = deque()  # one event per idle worker: a job wakes one, not all
@@ -480,17 +483,14 @@ class Services:
                          due=now)
         result = MoResult(service=service.name, kind=d.kind.value, detail="forward queued")
         result.writes.docs.append(job_doc(job, now))
-        # The MO's writes join the store's current batch right after this returns (no await between), so the
-        # event of that batch says when the job is durable; the POST waits for it (Rule 4).
-        durable: anyio.Event = cast(Any, self.gw.store).write_nowait(Writes())
-        self._put_ready(job, durable)
+        self._put_ready(job)  # the POST goes out before this commit, whose answer commits after it (Rule 4)
         return result
 
     # ---- the forwarder (Rule 4) ----------------------------------------------------------------------
 
-    def _put_ready(self, job: ForwardJob, durable: anyio.Event | None) -> None:
+    def _put_ready(self, job: ForwardJob) -> None:
         self._jobs.add(job.id)
-        self._ready.append((job, durable))
+        self._ready.append(job)
         self._wake_worker()
 
     def _wake_worker(self) -> None:
@@ -540,7 +540,7 @@ class Services:
                     timers = self._timers
                     while timers and timers[0][0] <= now:
                         _, _, job = heapq.heappop(timers)
-                        self._ready.append((job, None))
+                        self._ready.append(job)
                         self._wake_worker()
                     if timers:
                         with anyio.move_on_after(max(0.0, timers[0][0] - now)):
@@ -559,9 +559,7 @@ class Services:
                 wake = anyio.Event()
                 self._idle_workers.append(wake)
                 await wake.wait()
-            job, durable = ready.popleft()
-            if durable is not None and not durable.is_set():
-                await durable.wait()
+            job = ready.popleft()
             if not self.gw.store.is_open:
                 self._jobs.discard(job.id)
                 continue

@@ -308,17 +308,33 @@ async def test_autoreply_fills_its_template_and_honours_opt_outs(tmp_path: Path)
 # ---- forward (Rule 4) ------------------------------------------------------------------------------------------
 
 
-async def test_forward_queues_a_durable_job(tmp_path: Path) -> None:
+async def test_forward_queues_a_job_in_the_mos_commit_and_posts_it_without_waiting(tmp_path: Path) -> None:
     async with env(tmp_path) as e:
-        result = await e.handle("chat hello there")
+        result = await e.services.handle(e.mo("chat hello there"))
         assert result.messages == [] and result.service == "chat"
+        # ready for a worker at once, before the MO's commit (Rule 4)
+        assert [j.id for j in e.services._ready] == ["mo-1"] and e.gw.store.docs(FORWARD_JOB_KIND) == []
+        await e.gw.core.accept(result.messages, result.writes)
         job = decode_job(e.gw.store.docs(FORWARD_JOB_KIND)[0])
         assert (job.id, job.state, job.keyword, job.rest, job.due) == ("mo-1", "pending", "CHAT", "hello there", T0)
-        queued, durable = e.services._ready[0]
-        assert queued.id == "mo-1" and durable is not None and durable.is_set()
         # the default service takes what no keyword matches
         await e.handle("how are you")
         assert decode_job(e.gw.store.docs(FORWARD_JOB_KIND)[1]).keyword is None
+
+
+async def test_a_job_answered_before_the_mos_commit_ends_done_with_its_reply(tmp_path: Path) -> None:
+    async with env(tmp_path) as e:
+        result = await e.services.handle(e.mo("chat hi"))
+        mo_commit = e.gw.store.write_nowait(result.writes)  # as MoIntake: it joins the batch before any POST
+        [queued] = e.services._ready
+        e.app.answers = [(200, b'{"reply": "hey"}')]
+        await attempt(e, queued)  # answered, and the finisher's commit queued after the MO's
+        assert mo_commit.is_set() and len(e.app.posts) == 1
+        [doc] = e.gw.store.docs(FORWARD_JOB_KIND)
+        job = decode_job(doc)
+        assert job.state == "done" and job.reply_id is not None
+        reply = e.gw.store.get(job.reply_id)
+        assert reply is not None and reply.text == "hey" and reply.to == WHO
 
 
 def job(e: Env, text: str = "chat hi", msisdn: str = WHO) -> ForwardJob:
@@ -451,12 +467,12 @@ async def test_a_worker_goes_on_while_the_answers_it_got_are_committed_together(
         async with anyio.create_task_group() as tg:
             await tg.start(e.services.run)
             jobs = [job(e, "chat 0")]
-            e.services._put_ready(jobs[0], None)
+            e.services._put_ready(jobs[0])
             with anyio.fail_after(2):
                 await held.wait()  # the first answer's commit has started and waits
             for i in (1, 2):
                 jobs.append(job(e, f"chat {i}"))
-                e.services._put_ready(jobs[-1], None)
+                e.services._put_ready(jobs[-1])
             with anyio.fail_after(2):
                 while len(e.app.posts) < 3:  # the one worker POSTs them meanwhile
                     await anyio.sleep(0.005)
