@@ -19,6 +19,7 @@ import time
 from collections import OrderedDict, deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from functools import partial
 from typing import TYPE_CHECKING, Any, Protocol
 
 import anyio
@@ -171,7 +172,7 @@ class GatewayCore:
         self.max_submitted_in_memory = 200_000
         self.correlator = Correlator()
         self._early_rows: dict[int, int] = {}  # id(receipt) -> early_receipts row
-        self._post: deque[tuple[anyio.Event, list[Message]]] = deque()
+        self._post: deque[tuple[anyio.Event, Callable[[], None]]] = deque()  # what to do once durable
         self._post_wake = anyio.Event()
         self.accepted_total = 0
         self.final_total = 0
@@ -453,6 +454,29 @@ class GatewayCore:
         w = writes or Writes()
         w.messages.extend(messages)
         await self.store.write(w)
+        self._queue_accepted(messages, now)
+
+    def accept_nowait(self, messages: list[Message], writes: Writes | None = None) -> anyio.Event:
+        """`accept` without waiting, on one node: the writes join the store's current batch now, so calls commit in
+        their order, and the messages are queued once that batch is durable (`run_post_commit`, in commit order).
+        Returns the event set when the batch is durable (or failed: then nothing is queued).
+
+        Raises:
+            StoreClosed: the store is closed or failed; nothing was accepted.
+        """
+        assert self.cluster is None, "a cluster accepts through Redis: await accept()"
+        now = self.wall()
+        w = writes or Writes()
+        w.messages.extend(messages)
+        done: anyio.Event = self.store.write_nowait(w)
+        if messages:
+            self._post.append((done, partial(self._queue_accepted, messages, now)))
+            self._post_wake.set()
+        return done
+
+    def _queue_accepted(self, messages: list[Message], now: float) -> None:
+        if not self.store.is_open:  # the commit failed (the daemon stops): these were never accepted
+            return
         for msg in messages:
             self.messages[msg.id] = msg
             self.schedule(msg, max(now, msg.send_at or 0.0))
@@ -481,21 +505,22 @@ class GatewayCore:
         done: anyio.Event = self.store.write_nowait(writes)
         finals = [m for m in writes.messages if m.is_final]
         if finals:
-            self._post.append((done, finals))
+            self._post.append((done, partial(self.after_commit, finals)))
             self._post_wake.set()
         return done
 
     async def run_post_commit(self, *, task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
-        """Hand final messages to the callback sender in commit order (see write_then)."""
+        """Hand final messages to the callback sender (write_then) and queue accepted ones (accept_nowait), in
+        commit order."""
         task_status.started()
         while True:
             while not self._post:
                 self._post_wake = anyio.Event()
                 await self._post_wake.wait()
-            done, finals = self._post[0]
+            done, then = self._post[0]
             await done.wait()
             self._post.popleft()
-            self.after_commit(finals)
+            then()
 
     def fail(self, msg: Message, code: str, message: str, smsc: str = "") -> None:
         """End `msg` as failed now (an error that no SMSC could change), durably and with its callback."""

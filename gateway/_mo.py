@@ -283,7 +283,10 @@ class MoIntake:
         """Process queued MOs in order until cancelled.
 
         The MOs queued when a batch starts (up to `batch_max`) are handled one after the other, in order, and what
-        they caused commits in one `accept`: a crash before that commit has the restart handle them all again.
+        they caused commits in one `accept`: a crash before that commit has the restart handle them all again. On
+        one node the next batch does not wait for that commit: its writes join the store's batches after these,
+        so the commits keep the MOs' order, and its replies are queued once durable. Waiting held every stage of
+        the daemon behind the same commit (bench/RESULTS.md, 2026-11-25 02:20).
         """
         task_status.started()
         await self.gw.store.write(Writes())  # a barrier: what `restore` wrote is durable before processing
@@ -303,7 +306,11 @@ class MoIntake:
                     self.failed_total += 1
                     log.exception("mo=%s processing failed; it stays 'received' and is retried on restart", mo_id)
             if writes or messages:
-                await self.gw.core.accept(messages, writes)
+                core = self.gw.core
+                if core.cluster is None:
+                    core.accept_nowait(messages, writes)
+                else:
+                    await core.accept(messages, writes)
             self.processed_total += done
 
     async def _process(self, mo_id: str, writes: Writes, messages: list[Message]) -> bool:

@@ -696,35 +696,63 @@ class Services:
         """Commit the finished jobs, each with its reply, all that finished since the last commit at once (Rule 4).
 
         Until that commit a job stays pending in the store: a crash before it forwards the MO again on restart,
-        and that forward makes the reply (at most one reply per MO, as the job and its reply commit together)."""
+        and that forward makes the reply (at most one reply per MO, as the job and its reply commit together). On
+        one node the finisher does not wait for the commit: the writes join the store's current batch, and the
+        replies are queued once it is durable."""
         while True:
             while not self._finished:
                 self._finisher_wake = anyio.Event()
                 await self._finisher_wake.wait()
-            await self.commit_finished()
+            if self.gw.core.cluster is None:
+                self.queue_finished()
+            else:
+                await self.commit_finished()
 
-    async def commit_finished(self) -> None:
-        """Commit the jobs answered so far with their replies (what the finisher does each time it wakes)."""
+    def _take_finished(self) -> tuple[list[tuple[ForwardJob, list[Message]]], list[Message], Writes]:
         batch, self._finished = self._finished, []
-        if not batch:
-            return
         messages = [m for _, replies in batch for m in replies]
         writes = Writes(docs=[job_doc(job, job.finished_at or self.wall()) for job, _ in batch])
-        try:
-            await self.gw.core.accept(messages, writes)
-        except StoreClosed:
+        return batch, messages, writes
+
+    def _not_committed(self, batch: list[tuple[ForwardJob, list[Message]]], exc: Exception) -> None:
+        if isinstance(exc, StoreClosed):
             log.error("forward: the store is closed; %d answered jobs stay pending for the next run", len(batch))
             for job, _ in batch:
                 self._jobs.discard(job.id)
             return
-        except Exception:
-            log.exception("forward: %d answered jobs could not be committed; forwarded again later", len(batch))
-            later = self.wall() + 60.0
-            for job, _ in batch:
-                job.state = "pending"
-                job.finished_at = None
-                job.reply_id = None
-                self._put_later(job, later)
+        log.error("forward: %d answered jobs could not be committed; forwarded again later", len(batch),
+                  exc_info=exc)
+        later = self.wall() + 60.0
+        for job, _ in batch:
+            job.state = "pending"
+            job.finished_at = None
+            job.reply_id = None
+            self._put_later(job, later)
+
+    def queue_finished(self) -> anyio.Event | None:
+        """Queue the commit of the jobs answered so far with their replies, without waiting (one node). Returns
+        the event set once it is durable (None when nothing was queued)."""
+        batch, messages, writes = self._take_finished()
+        if not batch:
+            return None
+        try:
+            done = self.gw.core.accept_nowait(messages, writes)
+        except Exception as exc:
+            self._not_committed(batch, exc)
+            return None
+        for job, _ in batch:
+            self._jobs.discard(job.id)
+        return done
+
+    async def commit_finished(self) -> None:
+        """Commit the jobs answered so far with their replies, and wait for that commit."""
+        batch, messages, writes = self._take_finished()
+        if not batch:
+            return
+        try:
+            await self.gw.core.accept(messages, writes)
+        except Exception as exc:
+            self._not_committed(batch, exc)
             return
         for job, _ in batch:
             self._jobs.discard(job.id)
