@@ -26,7 +26,8 @@ figure to set beside Kannel's sms-service (median 42 ms to the application, 85 m
 --runs throughput runs (--count MOs, --concurrency POSTs of --inject-batch MOs in flight), reporting MOs
 injected/s, forwarded/s (the application's arrivals over the time from the first injection to the last
 arrival), replies/s at the simulator, and the latencies under that load, with the CPU each process spent and the
-store rows written per MO. `--profile` samples the gateway with py-spy during one more throughput run and prints
+store rows written per MO. The rate set against the target is the slower of forwarded/s and replies/s: a gateway
+that forwarded faster than it replied would only be piling replies up. `--profile` samples the gateway with py-spy during one more throughput run and prints
 the functions that cost it most. `--record` appends the results to bench/RESULTS.md.
 """
 
@@ -328,6 +329,12 @@ class Phase:
     def reply_rate(self) -> float:
         return self.replies / self.reply_span_s if self.reply_span_s else 0.0
 
+    @property
+    def sustained_rate(self) -> float:
+        """MOs per second through the whole path: the slower of the forwards and the replies that were made."""
+        rates = [rate for rate, n in ((self.forward_rate, self.forwarded), (self.reply_rate, self.replies)) if n]
+        return min(rates) if rates else 0.0
+
 
 def pct(values: list[float], q: float) -> float:
     if not values:
@@ -579,7 +586,7 @@ async def main_async(args: argparse.Namespace, workdir: Path, say: Any) -> list[
             runs.append(phase)
             lines.append(describe(phase) + f" ({args.concurrency} POSTs in flight, {args.inject_batch} MOs each)")
             say(lines[-1])
-        best = max(runs, key=lambda p: p.forward_rate) if runs else None
+        best = max(runs, key=lambda p: p.sustained_rate) if runs else None
         summary = [
             "",
             f"{'':34}{'ours':>12}{'Kannel':>10}{'target':>10}",
@@ -592,8 +599,9 @@ async def main_async(args: argparse.Namespace, workdir: Path, say: Any) -> list[
             f"{'to the reply, p99 (paced)':34}{pct(latency.to_reply_ms, 0.99):>9.2f} ms",
         ]
         if best is not None:
-            summary.append(f"{'MOs forwarded per second (best)':34}{best.forward_rate:>12,.0f}{'':>10}"
+            summary.append(f"{'MOs forwarded and replied per s':34}{best.sustained_rate:>12,.0f}{'':>10}"
                            f"{TARGET_RATE:>10,.0f}")
+            summary.append(f"{'  (best run: the slower of the two)':34}")
             summary.append(f"{'MOs injected per second (best)':34}{best.inject_rate:>12,.0f}")
         for line in summary:
             say(line)
