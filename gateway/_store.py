@@ -351,6 +351,9 @@ class SqliteStore:
     async def _send_to_process(self, batch: _Batch) -> None:
         """Send `batch` to the writer process; `_collect` sets its `done` once it is answered."""
         assert self._process is not None and self._process.stdin is not None
+        if self._failed is not None:  # a batch in flight failed while this one waited for room
+            self._fail(self._failed, batch)
+            return
         body = _FRAME_ENCODER.encode(sql_batch(batch.writes))
         started = time.perf_counter()
         try:
@@ -358,8 +361,9 @@ class SqliteStore:
             with anyio.CancelScope(shield=True):
                 await self._process.stdin.send(len(body).to_bytes(4, "big") + body)
         except (anyio.BrokenResourceError, anyio.ClosedResourceError, OSError) as exc:
-            self._fail(_writer_ended(self._process.returncode), batch)
-            raise self._failed from exc  # type: ignore[misc]
+            failure = _writer_ended(self._process.returncode)
+            self._fail(failure, batch)
+            raise failure from exc
         self._inflight.append((batch, started))
         self._sent.set()
 
