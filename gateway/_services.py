@@ -21,7 +21,7 @@ job; its `{"reply": "..."}` becomes an MT from the MO's shortcode, committed wit
 MO gets at most one reply even when a crash makes the POST happen again. The POST does not wait for the MO's
 commit: the store commits in order, so the answer's commit comes after it, and a crash before the MO's commit
 makes the restart handle the MO again (and POST it again) with no reply committed yet. Waiting for it held
-every forward one commit longer and left the daemon idle between commits (bench/RESULTS.md, 2026-11-25 02:20).
+every forward one commit longer and left the daemon idle between commits (bench/RESULTS.md, 2026-11-25 02:05).
 A timeout, a connection error, a 5xx, 408, 425 or 429 is retried with exponential backoff and jitter from
 `retry_initial_s` to `retry_max_s` (each attempt persisted with its `due` time), and the job is given up
 `max_age_s` after the MO arrived; any other 4xx ends it at once. A URL that fails pauses for the backoff, so
