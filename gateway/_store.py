@@ -717,7 +717,7 @@ class SqliteStore:
 
 
 _FRAME_ENCODER = msgspec.msgpack.Encoder()
-PIPELINE_DEPTH = 2  # batches sent to the writer process and not yet answered, at most (see SqliteStore)
+PIPELINE_DEPTH = 3  # batches sent to the writer process and not yet answered, at most (see SqliteStore)
 _PROCESS_COMMIT_TIMEOUT_S = 60.0  # a writer process that takes longer for one commit is taken for hung
 
 

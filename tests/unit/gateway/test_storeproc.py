@@ -17,7 +17,7 @@ import msgspec
 import pytest
 
 from gateway._model import Message, new_message_id
-from gateway._store import SqliteStore, StoreClosed, Writes, sql_batch
+from gateway._store import PIPELINE_DEPTH, SqliteStore, StoreClosed, Writes, sql_batch
 from gateway._storeproc import BATCH_FIELDS, connect, execute_batch
 
 pytestmark = pytest.mark.anyio
@@ -211,10 +211,11 @@ async def _until(check: object, timeout_s: float = 10.0) -> None:
             await anyio.sleep(0.005)
 
 
-async def test_the_next_batch_goes_to_the_writer_while_it_commits_the_one_before(tmp_path: Path) -> None:
+async def test_the_next_batches_go_to_the_writer_while_it_commits_the_one_before(tmp_path: Path) -> None:
     store = SqliteStore(tmp_path / "gw.db", writer="process")
     finished: list[str] = []
-    first, second, third, fourth = (message() for _ in range(4))
+    sent = [message() for _ in range(PIPELINE_DEPTH)]
+    later, last = message(), message()
 
     async def write(name: str, writes: Writes) -> None:
         await store.write(writes)
@@ -225,24 +226,23 @@ async def test_the_next_batch_goes_to_the_writer_while_it_commits_the_one_before
         assert store._process is not None
         os.kill(store._process.pid, signal.SIGSTOP)  # the child takes its time over each commit
         try:
-            tg.start_soon(write, "first", Writes(messages=[first]))
-            await _until(lambda: len(store._inflight) == 1)
-            tg.start_soon(write, "second", Writes(messages=[second]))
-            await _until(lambda: len(store._inflight) == 2)  # sent before the first is answered
-            tg.start_soon(write, "third", Writes(messages=[third]))
+            for n, m in enumerate(sent, 1):
+                tg.start_soon(write, f"sent {n}", Writes(messages=[m]))
+                await _until(lambda n=n: len(store._inflight) == n)  # sent before the ones before are answered
+            tg.start_soon(write, "later", Writes(messages=[later]))
             tg.start_soon(write, "barrier", Writes())
             await anyio.sleep(0.05)
-            tg.start_soon(write, "fourth", Writes(messages=[fourth]))
+            tg.start_soon(write, "last", Writes(messages=[last]))
             await anyio.sleep(0.05)
             # PIPELINE_DEPTH batches in flight: the next waits, and what comes meanwhile joins it.
-            assert len(store._inflight) == 2 and finished == []
-            assert [m.id for m in store._batch.writes.messages] == [third.id, fourth.id]
+            assert len(store._inflight) == PIPELINE_DEPTH and finished == []
+            assert [m.id for m in store._batch.writes.messages] == [later.id, last.id]
         finally:
             os.kill(store._process.pid, signal.SIGCONT)
-        await _until(lambda: len(finished) == 5)
+        await _until(lambda: len(finished) == PIPELINE_DEPTH + 3)
         # Answered in the order sent; the empty write waited for everything before it.
-        assert finished == ["first", "second", "third", "barrier", "fourth"]
-        assert [store.get(m.id) for m in (first, second, third, fourth)] == [first, second, third, fourth]
+        assert finished == [f"sent {n}" for n in range(1, PIPELINE_DEPTH + 1)] + ["later", "barrier", "last"]
+        assert [store.get(m.id) for m in (*sent, later, last)] == [*sent, later, last]
         tg.cancel_scope.cancel()
 
 
