@@ -459,7 +459,8 @@ class GatewayCore:
     def accept_nowait(self, messages: list[Message], writes: Writes | None = None) -> anyio.Event:
         """`accept` without waiting, on one node: the writes join the store's current batch now, so calls commit in
         their order, and the messages are queued once that batch is durable (`run_post_commit`, in commit order).
-        Returns the event set when the batch is durable (or failed: then nothing is queued).
+        Returns the event set when the batch is durable or failed. Nothing is queued once the store has failed
+        (then the daemon stops, and a restart resumes what was durable).
 
         Raises:
             StoreClosed: the store is closed or failed; nothing was accepted.
@@ -470,13 +471,15 @@ class GatewayCore:
         w.messages.extend(messages)
         done: anyio.Event = self.store.write_nowait(w)
         if messages:
-            self._post.append((done, partial(self._queue_accepted, messages, now)))
+            self._post.append((done, partial(self._queue_if_durable, messages, now)))
             self._post_wake.set()
         return done
 
+    def _queue_if_durable(self, messages: list[Message], now: float) -> None:
+        if self.store.is_open:  # else the commit failed (the daemon stops): these were never accepted
+            self._queue_accepted(messages, now)
+
     def _queue_accepted(self, messages: list[Message], now: float) -> None:
-        if not self.store.is_open:  # the commit failed (the daemon stops): these were never accepted
-            return
         for msg in messages:
             self.messages[msg.id] = msg
             self.schedule(msg, max(now, msg.send_at or 0.0))

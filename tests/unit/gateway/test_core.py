@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -336,3 +337,42 @@ async def test_cancel_only_before_submission(core: Any) -> None:
     n = msg(clock, parts=[Part("X")])
     await c.accept([n])
     assert not c.cancel(n)
+
+
+async def test_accept_nowait_queues_once_the_commit_is_durable_and_nothing_from_a_commit_that_failed(
+        tmp_path: Path) -> None:
+    from gateway._store import LedgerOutcome
+
+    store = SqliteStore(tmp_path / "gw.db")  # inline: its commits are run by hand below
+    store.open_sync()
+    clock = ManualClock(1_000_000.0)
+    c = GatewayCore(parse_config(CONFIG, base_dir=tmp_path), store, wall=clock, rng=lambda: 0.5)
+    good, bad = msg(clock), msg(clock)
+    durable = c.accept_nowait([good])
+    assert not durable.is_set() and good.id not in c.messages  # queued for the next commit only
+    await store._commit_pending()
+    assert durable.is_set() and store.get(good.id) == good
+
+    async def post_commit() -> None:
+        async with anyio.create_task_group() as tg:
+            await tg.start(c.run_post_commit)
+            with anyio.fail_after(5):
+                while c._post:
+                    await anyio.sleep(0.005)
+            tg.cancel_scope.cancel()
+
+    await post_commit()
+    assert good.id in c.messages and c.accepted_total == 1 and conns_queued(c) == [good]
+    broken = Writes(ledger_outcomes=[LedgerOutcome("a1", 1.0, None)])  # type: ignore[arg-type]  # NOT NULL
+    failed = c.accept_nowait([bad], broken)
+    with pytest.raises(sqlite3.IntegrityError):
+        await store._commit_pending()
+    assert failed.is_set() and not store.is_open
+    await post_commit()
+    assert bad.id not in c.messages and c.accepted_total == 1  # its commit failed: never accepted
+    store._close()
+
+
+def conns_queued(c: GatewayCore) -> list[Message]:
+    """What the core has scheduled: its messages waiting in the ready heap."""
+    return [c.messages[mid] for _, _, mid in sorted(c._heap)]
