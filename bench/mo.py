@@ -24,11 +24,12 @@ Each MO's text is `chat <tag>`, from one of --senders handsets. Times are all wa
 Phases: a warm-up; a latency run (--latency-count MOs paced at --latency-rate per second, one POST at a time), the
 figure to set beside Kannel's sms-service (median 42 ms to the application, 85 ms to the reply, PEERS.md); then
 --runs throughput runs (--count MOs, --concurrency POSTs of --inject-batch MOs in flight), reporting MOs
-injected/s, forwarded/s (the application's arrivals over the time from the first injection to the last
-arrival), replies/s at the simulator, and the latencies under that load, with the CPU each process spent and the
-store rows written per MO. The rate set against the target is the slower of forwarded/s and replies/s: a gateway
-that forwarded faster than it replied would only be piling replies up. `--profile` samples the gateway with py-spy during one more throughput run and prints
-the functions that cost it most. `--record` appends the results to bench/RESULTS.md.
+injected/s, forwarded/s (the application's arrivals over the time from the first injection to the last arrival),
+replies/s at the simulator, and the latencies under that load, with the CPU each process spent and the store rows
+written per MO. The rate set against the target is the slower of forwarded/s and replies/s: a gateway that
+forwarded faster than it replied would only be piling replies up. `--profile` samples the gateway with py-spy
+during one more throughput run and prints the functions that cost it most. `--record` appends the results to
+bench/RESULTS.md.
 """
 
 from __future__ import annotations

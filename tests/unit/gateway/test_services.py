@@ -435,7 +435,7 @@ async def test_no_reply_to_a_number_that_opted_out_but_the_application_hears_of_
         assert j.state == "done" and j.reply_id is None and "opted out" in j.last_error
 
 
-async def test_the_forwarder_waits_for_the_commit_then_posts_and_replies(tmp_path: Path) -> None:
+async def test_the_forwarder_posts_the_job_and_commits_its_answer_with_the_reply(tmp_path: Path) -> None:
     async with env(tmp_path) as e:
         e.app.answers = [(200, b'{"reply": "pong"}')]
         async with anyio.create_task_group() as tg:
