@@ -286,7 +286,7 @@ class MoIntake:
         they caused commits in one `accept`: a crash before that commit has the restart handle them all again. On
         one node the next batch does not wait for that commit: its writes join the store's batches after these,
         so the commits keep the MOs' order, and its replies are queued once durable. Waiting held every stage of
-        the daemon behind the same commit (bench/RESULTS.md, 2026-11-25 02:05).
+        the daemon behind the same commit (bench/RESULTS.md, "The MO path stops waiting for commits").
         """
         task_status.started()
         await self.gw.store.write(Writes())  # a barrier: what `restore` wrote is durable before processing

@@ -21,13 +21,14 @@ job; its `{"reply": "..."}` becomes an MT from the MO's shortcode, committed wit
 MO gets at most one reply even when a crash makes the POST happen again. The POST does not wait for the MO's
 commit: the store commits in order, so the answer's commit comes after it, and a crash before the MO's commit
 makes the restart handle the MO again (and POST it again) with no reply committed yet. Waiting for it held
-every forward one commit longer and left the daemon idle between commits (bench/RESULTS.md, 2026-11-25 02:05).
-A timeout, a connection error, a 5xx, 408, 425 or 429 is retried with exponential backoff and jitter from
-`retry_initial_s` to `retry_max_s` (each attempt persisted with its `due` time), and the job is given up
-`max_age_s` after the MO arrived; any other 4xx ends it at once. A URL that fails pauses for the backoff, so
-an application that is down is not hammered. A worker does not wait for that commit: it hands the finished job
-to the finisher and takes the next one, and the finisher commits every job finished meanwhile (with their
-replies) together. A worker that waited would hold a slot of `workers` for two commits per MO.
+every forward one commit longer and left the daemon idle between commits (bench/RESULTS.md, "The MO path stops
+waiting for commits"). A timeout, a connection error, a 5xx, 408, 425 or 429 is retried with exponential
+backoff and jitter from `retry_initial_s` to `retry_max_s` (each attempt persisted with its `due` time), and
+the job is given up `max_age_s` after the MO arrived; any other 4xx ends it at once. A URL that fails pauses
+for the backoff, so an application that is down is not hammered. A worker does not wait for that commit: it
+hands the finished job to the finisher and takes the next one, and the finisher commits every job finished
+meanwhile (with their replies) together. A worker that waited would hold a slot of `workers` for two commits
+per MO.
 Rule 5 (replies): a reply (forward or auto-reply) is not sent to a number that opted out of the service or its
 shortcode; the application still gets the MO, with `opted_out: true`. Replies go on `service.account`, else the
 shortcode's account, else `billing.mo_account`.
