@@ -5,12 +5,15 @@ Usage: .venv/bin/python bench/http_client.py [--count N] [--concurrency C] [--ro
 Starts a raw asyncio sink (bench/e2e_wire.py's CallbackServer: httptools, answers `200` with an empty body, on
 uvloop) on 127.0.0.1:0 in a subprocess, then, in this process on asyncio + uvloop, POSTs --count requests of a
 status callback's shape (a 186-byte JSON body, Content-Type, a timestamp and an HMAC signature header) over
-keep-alive connections with --concurrency requests in flight, each under `anyio.fail_after` as the callback
-sender does: first with httpx.AsyncClient (a pool of --concurrency connections), then with gateway HttpClient
-(the same, its connections gateway/_stream.py's LoopStream), then with HttpClient on AnyIO's TCP stream (through
-its `connect` hook: what it used before LoopStream), alternating for --rounds rounds after a warm-up of each. Prints requests/s (wall clock) and CPU
-microseconds per request of this process (time.process_time: the client's own cost; the sink's is in the
-other process), the best round of each, and the ratio. `--record` appends the result to bench/RESULTS.md.
+keep-alive connections with --concurrency requests in flight, each with a timeout as the callback sender and the
+MO forwarder set one: first with httpx.AsyncClient (a pool of --concurrency connections, its own per-request
+timeout), then with gateway HttpClient (the same, its connections gateway/_stream.py's LoopStream, `timeout_s`),
+then the same client under `anyio.fail_after` instead (`ours-scope`: how the senders bounded a request before
+`timeout_s`), then HttpClient on AnyIO's TCP stream (through its `connect` hook: what it used before LoopStream;
+`timeout_s`, which is a cancel scope there), alternating for --rounds rounds after a warm-up of each. Prints
+requests/s (wall clock) and CPU microseconds per request of this process (time.process_time: the client's own
+cost; the sink's is in the other process), the best round of each, and the ratios. `--record` appends the result
+to bench/RESULTS.md.
 """
 
 from __future__ import annotations
@@ -75,8 +78,7 @@ async def drive(post: Post, count: int, concurrency: int) -> tuple[float, float]
         nonlocal left
         while left > 0:
             left -= 1
-            with anyio.fail_after(TIMEOUT_S):
-                status = await post()
+            status = await post()
             if status != 200:
                 raise RuntimeError(f"answer {status}")
 
@@ -90,14 +92,14 @@ async def drive(post: Post, count: int, concurrency: int) -> tuple[float, float]
 async def measure(port: int, count: int, concurrency: int, rounds: int) -> dict[str, list[tuple[float, float]]]:
     url_text = f"http://127.0.0.1:{port}/callbacks/status"
     limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency, keepalive_expiry=30.0)
-    results: dict[str, list[tuple[float, float]]] = {"httpx": [], "ours": [], "ours-anyio": []}
+    results: dict[str, list[tuple[float, float]]] = {"httpx": [], "ours": [], "ours-scope": [], "ours-anyio": []}
 
     async def anyio_tcp(scheme: str, host: str, port: int) -> anyio.abc.ByteStream:
         tcp = await anyio.connect_tcp(host, port)
         tcp.extra(anyio.abc.SocketAttribute.raw_socket).setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         return tcp
 
-    async with httpx.AsyncClient(limits=limits, timeout=None, headers={"user-agent": "bench"}) as hx, \
+    async with httpx.AsyncClient(limits=limits, timeout=TIMEOUT_S, headers={"user-agent": "bench"}) as hx, \
             HttpClient(max_connections_per_origin=concurrency, user_agent="bench") as ours, \
             HttpClient(max_connections_per_origin=concurrency, user_agent="bench", connect=anyio_tcp) as ours_anyio:
         url = parse_url(url_text)
@@ -106,12 +108,17 @@ async def measure(port: int, count: int, concurrency: int, rounds: int) -> dict[
             return (await hx.post(url_text, content=BODY, headers=HEADERS)).status_code
 
         async def post_ours() -> int:
-            return (await ours.post(url, BODY, HEADERS)).status_code
+            return (await ours.post(url, BODY, HEADERS, timeout_s=TIMEOUT_S)).status_code
+
+        async def post_ours_scope() -> int:
+            with anyio.fail_after(TIMEOUT_S):
+                return (await ours.post(url, BODY, HEADERS)).status_code
 
         async def post_ours_anyio() -> int:
-            return (await ours_anyio.post(url, BODY, HEADERS)).status_code
+            return (await ours_anyio.post(url, BODY, HEADERS, timeout_s=TIMEOUT_S)).status_code
 
-        posts: dict[str, Post] = {"httpx": post_httpx, "ours": post_ours, "ours-anyio": post_ours_anyio}
+        posts: dict[str, Post] = {"httpx": post_httpx, "ours": post_ours, "ours-scope": post_ours_scope,
+                                  "ours-anyio": post_ours_anyio}
         for name, post in posts.items():
             await drive(post, max(1000, count // 5), concurrency)  # warm-up: connections open, code paths hot
             del name
@@ -161,8 +168,10 @@ def main() -> None:
         out.append(f"{name:<10} best {best[name]:.1f} us CPU/request, median {statistics.median(per):.1f}; best "
                    f"{max(args.count / w for w, _ in runs):,.0f} req/s")
     out.append(f"httpx / ours, CPU per request (best to best): {best['httpx'] / best['ours']:.1f}x")
-    out.append(f"ours on AnyIO's stream / ours on LoopStream, CPU per request: {best['ours-anyio'] / best['ours']:.2f}x "
-               f"(best to best), {median['ours-anyio'] / median['ours']:.2f}x (median to median)")
+    for name, what in (("ours-scope", "ours under anyio.fail_after / ours with timeout_s"),
+                       ("ours-anyio", "ours on AnyIO's stream / ours on LoopStream")):
+        out.append(f"{what}, CPU per request: {best[name] / best['ours']:.2f}x (best to best), "
+                   f"{median[name] / median['ours']:.2f}x (median to median)")
     text = "\n".join(out)
     print(text)
     if args.record:
@@ -172,7 +181,7 @@ def main() -> None:
                  f"{version('httpx')} (httpcore {version('httpcore')}), anyio {version('anyio')}, httptools "
                  f"{version('httptools')}; the clients in this process on asyncio + uvloop, the sink "
                  f"(bench/e2e_wire.py CallbackServer on uvloop) in a subprocess; a {len(BODY)}-byte JSON body and "
-                 f"three headers per POST, each under `anyio.fail_after`; CPU is this process's only.")
+                 f"three headers per POST, each with a {TIMEOUT_S:g} s timeout; CPU is this process's only.")
         with RESULTS.open("a") as f:
             f.write(f"\n## Outgoing HTTP client: httpx against gateway/_httpclient.py ({now})\n\n"
                     f"Command: `{cmd.strip()}`\n\n{setup}\n\n```\n{text}\n```\n")

@@ -40,7 +40,7 @@ import anyio.abc
 import msgspec
 
 from ._config import CallbackConfig, Config
-from ._httpclient import Connect, HttpClient, HttpClientError, InvalidUrl, Url, parse_url
+from ._httpclient import Connect, HttpClient, HttpClientError, HttpTimeout, InvalidUrl, Url, parse_url
 from ._model import Message, iso_time
 from ._store import StoreClosed, Writes
 
@@ -492,12 +492,11 @@ class CallbackSender:
         error: str | None = None
         client = self._client_for(t.host)
         try:
-            with anyio.move_on_after(cfg.timeout_s) as scope:
-                resp = await client.post(t.address, body, headers)
-            if scope.cancelled_caught:
-                error = f"no answer within {cfg.timeout_s:g} s"
-            elif not 200 <= resp.status_code < 300:
+            resp = await client.post(t.address, body, headers, timeout_s=cfg.timeout_s)
+            if not 200 <= resp.status_code < 300:
                 error = f"HTTP {resp.status_code}"
+        except HttpTimeout:
+            error = f"no answer within {cfg.timeout_s:g} s"
         except (HttpClientError, OSError) as exc:
             error = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
         finally:

@@ -12,8 +12,14 @@ Rule 4: at most `max_connections_per_origin` connections per (scheme, host, port
 that finds none free waits for one, first come first served.
 Rule 5: a connection idle for `idle_timeout_s` or longer is closed, not reused.
 
-The caller owns the timeout (`with anyio.fail_after(s): await client.post(...)`); a request cancelled midway
-closes its connection, whose state is then unknown. Redirects are not followed (a 3xx is an answer like any
+Rule 6: `timeout_s` bounds a request from its call to the end of its response: waiting for a slot of the pool,
+connecting, sending, reading. Past it the request raises HttpTimeout and its connection is closed, its state
+unknown. On a LoopStream connection (plain HTTP on asyncio) the stream's own deadline does it
+(gateway/_stream.py Rule 4): no cancel scope per request, about 11 us less (bench/RESULTS.md, "A request's
+timeout without a cancel scope"). Elsewhere (the pool's wait, connecting, TLS, trio) a cancel scope does.
+
+A caller may also bound a request with its own cancel scope; a request cancelled midway closes its connection,
+whose state is then unknown. Redirects are not followed (a 3xx is an answer like any
 other). The response body is read to its end and dropped, except its first `keep_body_bytes` (for logging).
 Responses are parsed by httptools (llhttp, the parser uvicorn uses). Runs on AnyIO's asyncio backend (with or
 without uvloop) and on trio.
@@ -37,7 +43,7 @@ import anyio.abc
 import httptools
 from anyio.streams.tls import TLSStream
 
-from ._stream import connect_tcp
+from ._stream import DeadlineExceeded, LoopStream, connect_tcp
 
 __all__ = [
     "Connect",
@@ -47,6 +53,7 @@ __all__ = [
     "HttpConnectError",
     "HttpConnectionLost",
     "HttpProtocolError",
+    "HttpTimeout",
     "InvalidUrl",
     "Response",
     "Url",
@@ -91,6 +98,10 @@ class HttpConnectionLost(HttpClientError):
 
 class HttpProtocolError(HttpClientError):
     """The peer's answer is not HTTP/1.1 (RFC 9112), or its head is longer than MAX_HEAD_BYTES."""
+
+
+class HttpTimeout(HttpClientError):
+    """No whole response within the request's `timeout_s` (Rule 6); its connection was closed."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -265,7 +276,25 @@ class _Connection:
 
     # ---- one exchange ------------------------------------------------------------------------------------
 
-    async def exchange(self, data: bytes) -> Response:
+    async def exchange(self, data: bytes, deadline: float | None = None) -> Response:
+        """`_exchange` by `deadline` (`anyio.current_time()`), if any (Rule 6).
+
+        Raises:
+            TimeoutError: the deadline passed first; the connection's state is unknown.
+        """
+        if deadline is None:
+            return await self._exchange(data)
+        stream = self.stream
+        if type(stream) is LoopStream:
+            stream.deadline = deadline
+            try:
+                return await self._exchange(data)
+            finally:
+                stream.deadline = None
+        with anyio.fail_after(max(0.0, deadline - anyio.current_time())):
+            return await self._exchange(data)
+
+    async def _exchange(self, data: bytes) -> Response:
         """Write `data` (a whole request) and read the response to its end.
 
         Raises:
@@ -301,6 +330,8 @@ class _Connection:
                                          response_started=self.started) from None
             self.complete = True  # RFC 9112 §6.3 rule 8: the body ends with the connection
             self.keep_alive = False
+        except DeadlineExceeded:
+            raise
         except (anyio.BrokenResourceError, OSError) as exc:
             cause = exc.__cause__ if isinstance(exc, anyio.BrokenResourceError) and exc.__cause__ else exc
             raise HttpConnectionLost(f"{self.where}: connection failed: {_describe(cause)}",
@@ -377,12 +408,13 @@ class HttpClient:
                         tb: TracebackType | None) -> None:
         await self.aclose()
 
-    async def post(self, url: Url | str, body: bytes, headers: Mapping[str, str] | None = None) -> Response:
+    async def post(self, url: Url | str, body: bytes, headers: Mapping[str, str] | None = None, *,
+                   timeout_s: float | None = None) -> Response:
         """POST `body`; see `request`."""
-        return await self.request("POST", url, body, headers)
+        return await self.request("POST", url, body, headers, timeout_s=timeout_s)
 
     async def request(self, method: str, url: Url | str, body: bytes = b"",
-                      headers: Mapping[str, str] | None = None) -> Response:
+                      headers: Mapping[str, str] | None = None, *, timeout_s: float | None = None) -> Response:
         """Send one request and return its final response, whatever its status (3xx and errors included).
 
         Args:
@@ -390,8 +422,10 @@ class HttpClient:
             url: a `Url` from `parse_url` (parse once, send many), or the text of one.
             body: sent with a Content-Length (also for an empty body, except with GET).
             headers: extra headers; not Host, Content-Length or User-Agent, which the client writes.
+            timeout_s: the most the whole request may take (Rule 6); None: no limit of the client's own.
 
         Raises:
+            HttpTimeout: no whole response within `timeout_s`.
             HttpConnectError: no connection could be opened.
             HttpConnectionLost: the connection failed before the whole response (after Rule 3's one retry).
             HttpProtocolError: the answer is not HTTP/1.1.
@@ -401,6 +435,15 @@ class HttpClient:
         """
         if not isinstance(url, Url):
             url = parse_url(url)
+        if timeout_s is None:
+            return await self._request(method, url, body, headers, None)
+        try:
+            return await self._request(method, url, body, headers, anyio.current_time() + timeout_s)
+        except TimeoutError:
+            raise HttpTimeout(f"{url.where}: no answer within {timeout_s:g} s") from None
+
+    async def _request(self, method: str, url: Url, body: bytes, headers: Mapping[str, str] | None,
+                       deadline: float | None) -> Response:
         if method == "HEAD":
             raise ValueError("HEAD is not supported")
         extra = b""
@@ -419,14 +462,14 @@ class HttpClient:
         if pool.in_use < self.max_connections_per_origin and not pool.waiters:
             pool.in_use += 1
         else:
-            await self._wait_for_slot(pool)
+            await self._wait_for_slot(pool, deadline)
         self._requests += 1
         conn: _Connection | None = None
         try:
             conn = await self._take_idle(pool)
             if conn is not None:
                 try:
-                    resp = await conn.exchange(data)
+                    resp = await conn.exchange(data, deadline)
                 except HttpConnectionLost as exc:
                     if exc.response_started:
                         raise
@@ -437,8 +480,8 @@ class HttpClient:
                     done, conn = conn, None
                     await self._release(pool, done)
                     return resp
-            conn = await self._open(url, pool)
-            resp = await conn.exchange(data)
+            conn = await self._open(url, pool, deadline)
+            resp = await conn.exchange(data, deadline)
             done, conn = conn, None
             await self._release(pool, done)
             return resp
@@ -452,11 +495,15 @@ class HttpClient:
             if conn is not None:  # failed or cancelled midway: the connection's state is unknown
                 await self._close(pool, conn)
 
-    async def _wait_for_slot(self, pool: _Pool) -> None:
+    async def _wait_for_slot(self, pool: _Pool, deadline: float | None) -> None:
         event = anyio.Event()
         pool.waiters.append(event)
         try:
-            await event.wait()
+            if deadline is None:
+                await event.wait()
+            else:
+                with anyio.fail_after(max(0.0, deadline - anyio.current_time())):
+                    await event.wait()
         except BaseException:
             if event.is_set():  # handed a slot, then cancelled: pass it on
                 if pool.waiters:
@@ -486,7 +533,13 @@ class HttpClient:
         else:
             await self._close(pool, conn)
 
-    async def _open(self, url: Url, pool: _Pool) -> _Connection:
+    async def _open(self, url: Url, pool: _Pool, deadline: float | None) -> _Connection:
+        if deadline is None:
+            return await self._open_now(url, pool)
+        with anyio.fail_after(max(0.0, deadline - anyio.current_time())):  # outside `_open_now`'s OSError catch
+            return await self._open_now(url, pool)
+
+    async def _open_now(self, url: Url, pool: _Pool) -> _Connection:
         try:
             if self._connect is not None:
                 stream = await self._connect(url.scheme, url.host, url.port)

@@ -57,7 +57,7 @@ from ._callbacks import SIGNATURE_HEADER, TIMESTAMP_HEADER, sign_callback
 from ._config import Config, ForwardConfig, ServiceConfig, ServiceTextsConfig
 from ._consent import ConsentMethod, ConsentRegister, service_account
 from ._consent import install as install_consent
-from ._httpclient import HttpClient, HttpClientError, InvalidUrl, Response, Url, parse_url
+from ._httpclient import HttpClient, HttpClientError, HttpTimeout, InvalidUrl, Response, Url, parse_url
 from ._mo import MoRecord, MoResult
 from ._model import Message, iso_time
 from ._mt import internal_mt
@@ -104,7 +104,8 @@ FREE_HELP_TEXT = "{service}: free service. Help: {support}. Text STOP to end."
 class ForwardClient(Protocol):
     """What the forwarder needs of an HTTP client (`gateway._httpclient.HttpClient`; tests hand in a fake)."""
 
-    async def post(self, url: Url | str, body: bytes, headers: Mapping[str, str] | None = None) -> Response: ...
+    async def post(self, url: Url | str, body: bytes, headers: Mapping[str, str] | None = None, *,
+                   timeout_s: float | None = None) -> Response: ...
 
     async def aclose(self) -> None: ...
 
@@ -608,14 +609,13 @@ class Services:
             url = self._urls.get(forward.url)
             if url is None:
                 url = self._urls[forward.url] = parse_url(forward.url)
-            with anyio.move_on_after(forward.timeout_s) as scope:
-                answer = await self.client.post(url, body, headers)
-            if answer is None or scope.cancelled_caught:
-                error = f"no answer within {forward.timeout_s:g} s"
-            elif not 200 <= answer.status_code < 300:
+            answer = await self.client.post(url, body, headers, timeout_s=forward.timeout_s)
+            if not 200 <= answer.status_code < 300:
                 status = answer.status_code
                 error = f"HTTP {status}"
                 permanent = 400 <= status < 500 and status not in _RETRY_STATUSES
+        except HttpTimeout:
+            error = f"no answer within {forward.timeout_s:g} s"
         except HttpClientError as exc:
             error = str(exc) or type(exc).__name__
         except InvalidUrl as exc:

@@ -29,6 +29,7 @@ from gateway._httpclient import (
     HttpConnectError,
     HttpConnectionLost,
     HttpProtocolError,
+    HttpTimeout,
     InvalidUrl,
     parse_url,
 )
@@ -449,6 +450,79 @@ async def test_the_callers_timeout_cancels_the_request_and_closes_its_connection
         assert (st.connections, st.in_use, st.idle) == (0, 0, 0)
         release.set()
         await until(lambda: srv.closed == 1)
+
+
+async def test_timeout_s_ends_a_request_whose_answer_does_not_come_and_closes_its_connection() -> None:
+    release = anyio.Event()
+
+    async def stall(_: Seen) -> Reply:
+        await release.wait()
+        return ok()
+
+    async with serving(stall) as srv, HttpClient() as client:
+        started = anyio.current_time()
+        with pytest.raises(HttpTimeout, match=rf"127\.0\.0\.1:{srv.port}: no answer within 0\.05 s"):
+            await client.post(f"http://127.0.0.1:{srv.port}/", b"", timeout_s=0.05)
+        assert 0.04 <= anyio.current_time() - started < 1.0
+        st = client.statistics()
+        assert (st.connections, st.in_use, st.idle) == (0, 0, 0)
+        release.set()
+        await until(lambda: srv.closed == 1)
+
+
+async def test_an_answer_within_timeout_s_leaves_its_connection_pooled_with_no_deadline_left() -> None:
+    slow = anyio.Event()
+
+    async def answer(seen: Seen) -> Reply:
+        if seen.body == b"slow":
+            await slow.wait()
+        return ok()
+
+    async with serving(answer) as srv, HttpClient() as client:
+        url = parse_url(f"http://127.0.0.1:{srv.port}/")
+        assert (await client.post(url, b"fast", timeout_s=0.1)).status_code == 200
+        await anyio.sleep(0.15)  # past that request's deadline
+        async with anyio.create_task_group() as tg:
+            async def later() -> None:
+                await anyio.sleep(0.1)
+                slow.set()
+
+            tg.start_soon(later)
+            assert (await client.post(url, b"slow")).status_code == 200  # no timeout: it waits for the answer
+        st = client.statistics()
+    assert (st.connects, st.requests, st.idle) == (1, 2, 1) and srv.connections == 1
+
+
+async def test_timeout_s_covers_the_wait_for_a_connection_of_the_pool() -> None:
+    gate = anyio.Event()
+
+    async def held(_: Seen) -> Reply:
+        await gate.wait()
+        return ok()
+
+    async with serving(held) as srv, HttpClient(max_connections_per_origin=1) as client:
+        url = parse_url(f"http://127.0.0.1:{srv.port}/")
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(client.post, url, b"first")
+            await until(lambda: client.statistics().in_use == 1)
+            with pytest.raises(HttpTimeout):
+                await client.post(url, b"second", timeout_s=0.05)
+            assert client.statistics().waiting == 0  # it left the queue
+            gate.set()
+        st = client.statistics()
+    assert (st.in_use, st.waiting, st.connections) == (0, 0, 1) and [r.body for r in srv.requests] == [b"first"]
+
+
+async def test_timeout_s_covers_connecting() -> None:
+    async def never(scheme: str, host: str, port: int) -> anyio.abc.ByteStream:
+        await anyio.sleep_forever()
+        raise AssertionError
+
+    async with HttpClient(connect=never) as client:
+        with pytest.raises(HttpTimeout, match=r"no answer within 0\.05 s"):
+            await client.post("http://127.0.0.1:9/", b"", timeout_s=0.05)
+        st = client.statistics()
+    assert (st.connections, st.in_use, st.connects) == (0, 0, 0)
 
 
 # ---- the pool ------------------------------------------------------------------------------------------------

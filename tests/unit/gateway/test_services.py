@@ -25,7 +25,7 @@ from gateway._cli_run import main as cli_main
 from gateway._config import hash_api_key, parse_config
 from gateway._consent import CONSENT_KIND, decode_consent
 from gateway._daemon import Gateway
-from gateway._httpclient import HttpClient, HttpConnectError, Response, Url
+from gateway._httpclient import HttpClient, HttpConnectError, HttpTimeout, Response, Url
 from gateway._mo import MoRecord, MoResult, decode_mo
 from gateway._model import Message
 from gateway._services import (
@@ -113,9 +113,13 @@ class FakeApp:
     delay_s: float = 0.0
     closed: bool = False
 
-    async def post(self, url: Url | str, body: bytes, headers: Mapping[str, str] | None = None) -> Response:
+    async def post(self, url: Url | str, body: bytes, headers: Mapping[str, str] | None = None, *,
+                   timeout_s: float | None = None) -> Response:
         self.posts.append((str(url), body, dict(headers or {})))
         if self.delay_s:
+            if timeout_s is not None and self.delay_s > timeout_s:  # as HttpClient's Rule 6
+                await anyio.sleep(timeout_s)
+                raise HttpTimeout(f"app.test: no answer within {timeout_s:g} s")
             await anyio.sleep(self.delay_s)
         answer = self.answers.pop(0) if self.answers else (204, b"")
         if isinstance(answer, Exception):

@@ -16,7 +16,7 @@ import anyio.abc
 import pytest
 
 from gateway import _stream
-from gateway._stream import LoopStream, connect_tcp
+from gateway._stream import DeadlineExceeded, LoopStream, connect_tcp
 
 pytestmark = pytest.mark.anyio
 
@@ -154,6 +154,40 @@ async def test_send_waits_while_the_peer_reads_nothing_and_goes_on_when_it_reads
                 with anyio.fail_after(5):
                     await ours.send(block)  # room again once the peer reads
             assert got == sent + len(block)
+            await ours.aclose()
+
+
+async def test_a_receive_that_waits_past_the_deadline_raises_and_one_that_finds_bytes_does_not() -> None:
+    async with pair() as (ours, peer):
+        ours.deadline = anyio.current_time() + 0.05
+        started = anyio.current_time()
+        with pytest.raises(DeadlineExceeded):
+            await ours.receive()
+        assert 0.04 <= anyio.current_time() - started < 1.0
+        assert isinstance(DeadlineExceeded(), TimeoutError)
+        await peer.send(b"late")
+        await anyio.sleep(0.05)
+        assert await ours.receive() == b"late"  # the deadline has passed, but nothing had to wait
+        ours.deadline = None  # no deadline: a receive waits as long as it takes
+        async with anyio.create_task_group() as tg:
+            async def later() -> None:
+                await anyio.sleep(0.1)
+                await peer.send(b"in time")
+
+            tg.start_soon(later)
+            assert await receive_exactly(ours, 7) == b"in time"
+
+
+async def test_a_send_that_waits_for_room_past_the_deadline_raises() -> None:
+    with socket.create_server(("127.0.0.1", 0)) as server:
+        ours = await connect_tcp("127.0.0.1", server.getsockname()[1])
+        assert isinstance(ours, LoopStream)
+        peer, _ = server.accept()
+        with peer:  # it never reads: the buffers fill and send waits
+            ours.deadline = anyio.current_time() + 0.3
+            with pytest.raises(DeadlineExceeded), anyio.fail_after(5):
+                while True:
+                    await ours.send(b"x" * 65536)
             await ours.aclose()
 
 
