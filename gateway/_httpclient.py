@@ -19,10 +19,9 @@ unknown. On a LoopStream connection (plain HTTP on asyncio) the stream's own dea
 timeout without a cancel scope"). Elsewhere (the pool's wait, connecting, TLS, trio) a cancel scope does.
 
 A caller may also bound a request with its own cancel scope; a request cancelled midway closes its connection,
-whose state is then unknown. Redirects are not followed (a 3xx is an answer like any
-other). The response body is read to its end and dropped, except its first `keep_body_bytes` (for logging).
-Responses are parsed by httptools (llhttp, the parser uvicorn uses). Runs on AnyIO's asyncio backend (with or
-without uvloop) and on trio.
+whose state is then unknown. Redirects are not followed (a 3xx is an answer like any other). The response body is
+read to its end and dropped, except its first `keep_body_bytes` (for logging). Responses are parsed by httptools
+(llhttp, the parser uvicorn uses). Runs on AnyIO's asyncio backend (with or without uvloop) and on trio.
 """
 
 from __future__ import annotations
