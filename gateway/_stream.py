@@ -12,9 +12,9 @@ the median; with LoopStream, 27.4 and 31.5 (bench/http_client.py, bench/RESULTS.
 finds data returns all of it at once; a send that the kernel takes returns at once.
 Rule 3: what arrives beyond READ_PAUSE_BYTES unread pauses reading until the reader catches up, so a peer cannot
 fill the daemon's memory.
-Rule 4: while `deadline` (the loop's clock) is set, a `receive` or `send` that has to wait raises
-DeadlineExceeded (a TimeoutError) once it passes: one timer on the loop for that wait. A cancel scope around the request did the same job for about
-11 us more per request (bench/RESULTS.md, "A request's timeout without a cancel scope").
+Rule 4: while `deadline` (the loop's clock) is set, a `receive` or `send` that has to wait raises DeadlineExceeded
+(a TimeoutError) once it passes: one timer on the loop for that wait. A cancel scope around the request did the
+same job for about 11 us more per request (bench/RESULTS.md, "A request's timeout without a cancel scope").
 
 `connect_tcp` opens one (TCP_NODELAY set) when the running loop is asyncio's, and AnyIO's stream otherwise (trio),
 and also for a host name with both IPv6 and IPv4 addresses: AnyIO races the two (happy eyeballs, RFC 8305), which
