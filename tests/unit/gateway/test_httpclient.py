@@ -144,6 +144,17 @@ async def always_ok(_: Seen) -> Reply:
     return ok(b"fine")
 
 
+def held_until(gate: anyio.Event, body: bytes | None = None) -> Answer:
+    """An answer that waits for `gate` before its 200 (only for requests with `body`, when one is given)."""
+
+    async def held(seen: Seen) -> Reply:
+        if body is None or seen.body == body:
+            await gate.wait()
+        return ok()
+
+    return held
+
+
 @asynccontextmanager
 async def serving(answer: Answer = always_ok, *, tls: ssl.SSLContext | None = None) -> AsyncIterator[Server]:
     server = Server(answer)
@@ -438,12 +449,7 @@ async def test_a_refused_connection_is_a_connect_error() -> None:
 
 async def test_the_callers_timeout_cancels_the_request_and_closes_its_connection() -> None:
     release = anyio.Event()
-
-    async def stall(_: Seen) -> Reply:
-        await release.wait()
-        return ok()
-
-    async with serving(stall) as srv, HttpClient() as client:
+    async with serving(held_until(release)) as srv, HttpClient() as client:
         with pytest.raises(TimeoutError), anyio.fail_after(0.05):
             await client.post(f"http://127.0.0.1:{srv.port}/", b"")
         st = client.statistics()
@@ -454,12 +460,7 @@ async def test_the_callers_timeout_cancels_the_request_and_closes_its_connection
 
 async def test_timeout_s_ends_a_request_whose_answer_does_not_come_and_closes_its_connection() -> None:
     release = anyio.Event()
-
-    async def stall(_: Seen) -> Reply:
-        await release.wait()
-        return ok()
-
-    async with serving(stall) as srv, HttpClient() as client:
+    async with serving(held_until(release)) as srv, HttpClient() as client:
         started = anyio.current_time()
         with pytest.raises(HttpTimeout, match=rf"127\.0\.0\.1:{srv.port}: no answer within 0\.05 s"):
             await client.post(f"http://127.0.0.1:{srv.port}/", b"", timeout_s=0.05)
@@ -472,13 +473,7 @@ async def test_timeout_s_ends_a_request_whose_answer_does_not_come_and_closes_it
 
 async def test_an_answer_within_timeout_s_leaves_its_connection_pooled_with_no_deadline_left() -> None:
     slow = anyio.Event()
-
-    async def answer(seen: Seen) -> Reply:
-        if seen.body == b"slow":
-            await slow.wait()
-        return ok()
-
-    async with serving(answer) as srv, HttpClient() as client:
+    async with serving(held_until(slow, b"slow")) as srv, HttpClient() as client:
         url = parse_url(f"http://127.0.0.1:{srv.port}/")
         assert (await client.post(url, b"fast", timeout_s=0.1)).status_code == 200
         await anyio.sleep(0.15)  # past that request's deadline
@@ -495,12 +490,7 @@ async def test_an_answer_within_timeout_s_leaves_its_connection_pooled_with_no_d
 
 async def test_timeout_s_covers_the_wait_for_a_connection_of_the_pool() -> None:
     gate = anyio.Event()
-
-    async def held(_: Seen) -> Reply:
-        await gate.wait()
-        return ok()
-
-    async with serving(held) as srv, HttpClient(max_connections_per_origin=1) as client:
+    async with serving(held_until(gate)) as srv, HttpClient(max_connections_per_origin=1) as client:
         url = parse_url(f"http://127.0.0.1:{srv.port}/")
         async with anyio.create_task_group() as tg:
             tg.start_soon(client.post, url, b"first")
@@ -530,13 +520,8 @@ async def test_timeout_s_covers_connecting() -> None:
 
 async def test_connections_per_origin_are_bounded() -> None:
     gate = anyio.Event()
-
-    async def held(_: Seen) -> Reply:
-        await gate.wait()
-        return ok()
-
     done: list[int] = []
-    async with serving(held) as srv, HttpClient(max_connections_per_origin=2) as client:
+    async with serving(held_until(gate)) as srv, HttpClient(max_connections_per_origin=2) as client:
         url = parse_url(f"http://127.0.0.1:{srv.port}/")
 
         async def one(i: int) -> None:
@@ -557,13 +542,7 @@ async def test_connections_per_origin_are_bounded() -> None:
 
 async def test_requests_waiting_for_a_connection_are_served_in_arrival_order() -> None:
     gate = anyio.Event()
-
-    async def first_held(seen: Seen) -> Reply:
-        if seen.body == b"0":
-            await gate.wait()
-        return ok()
-
-    async with serving(first_held) as srv, HttpClient(max_connections_per_origin=1) as client:
+    async with serving(held_until(gate, b"0")) as srv, HttpClient(max_connections_per_origin=1) as client:
         url = parse_url(f"http://127.0.0.1:{srv.port}/")
 
         async def queued(n: int) -> None:
@@ -635,13 +614,7 @@ async def test_idle_connections_expire() -> None:
 
 async def test_a_closed_client_refuses_requests_and_closes_its_connections() -> None:
     gate = anyio.Event()
-
-    async def held(seen: Seen) -> Reply:
-        if seen.body == b"slow":
-            await gate.wait()
-        return ok()
-
-    async with serving(held) as srv:
+    async with serving(held_until(gate, b"slow")) as srv:
         client = HttpClient()
         url = parse_url(f"http://127.0.0.1:{srv.port}/")
         async with anyio.create_task_group() as tg:
