@@ -18,6 +18,7 @@ from __future__ import annotations
 
 from collections import OrderedDict, deque
 from dataclasses import dataclass
+from typing import NamedTuple
 
 from ._ids import IdPolicy, correlation_keys, receipt_keys
 from ._receipt import Receipt
@@ -25,8 +26,7 @@ from ._receipt import Receipt
 __all__ = ["Correlator", "CorrelatorStatistics", "Match"]
 
 
-@dataclass(frozen=True, slots=True)
-class Match:
+class Match(NamedTuple):
     """A receipt matched to one part of one of our messages.
 
     Attributes:

@@ -21,7 +21,7 @@ from collections import deque
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
 import anyio
 import anyio.abc
@@ -63,10 +63,10 @@ class EarlyReceipt:
     pdu: bytes
 
 
-@dataclass(frozen=True, slots=True)
-class Doc:
+class Doc(NamedTuple):
     """A record of the billing flows (docs/billing.md): consent, subscription, handshake, verification, payment
     request, MO, forward job... `body` is the kind's own MessagePack record; the other fields are what queries use.
+    A named tuple, not a frozen dataclass: the MO path builds several per MO, and it is its docs row as it is.
 
     Attributes:
         kind: the record type ("consent", "subscription", ...).
@@ -728,7 +728,7 @@ def _writer_ended(code: int | None) -> StoreClosed:
 def sql_batch(w: Writes) -> tuple[list[tuple[Any, ...]], ...]:
     """`w` as the parameter lists `_storeproc.execute_batch` takes, in the order of `BATCH_FIELDS`."""
     latest = {m.id: m for m in w.messages}  # a message written twice in one batch: its last state
-    latest_docs = {(d.kind, d.id): d for d in w.docs}
+    docs: list[tuple[Any, ...]] = list({(d.kind, d.id): d for d in w.docs}.values())  # a Doc is its row
     now = time.time()
     batch = (
         [(m.id, m.account, int(m.is_final), int(m.callback_pending), m.status_at, ENCODER.encode(m))
@@ -739,7 +739,7 @@ def sql_batch(w: Writes) -> tuple[list[tuple[Any, ...]], ...]:
         [(smsc, now, pdu) for smsc, pdu in w.early_receipts],
         [(i,) for i in w.early_receipts_done],
         list(w.mo),
-        [(d.kind, d.id, d.msisdn, d.scope, d.state, d.due, d.at, d.body) for d in latest_docs.values()],
+        docs,
         [(e.id, e.at, e.msisdn, e.service, e.operator, e.amount, e.currency, e.price_point, e.smsc, e.message_id)
          for e in w.ledger],
         [(o.attempt_id, o.at, o.state, o.reason, o.smsc_message_id) for o in w.ledger_outcomes],

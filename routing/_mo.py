@@ -21,6 +21,7 @@ import re
 import unicodedata
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 from ._errors import RoutingConfigError
 
@@ -192,8 +193,7 @@ class MoShortcode:
             raise RoutingConfigError("default_service must not be empty (leave it out)", rule=self.shortcode)
 
 
-@dataclass(frozen=True, slots=True)
-class MoDecision:
+class MoDecision(NamedTuple):
     """What the MO router decided for one message, and why.
 
     Attributes:

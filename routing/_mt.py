@@ -17,7 +17,7 @@ import bisect
 import itertools
 from collections.abc import Callable, Container, Iterable
 from dataclasses import dataclass
-from typing import TypeAlias
+from typing import NamedTuple, TypeAlias
 
 from ._errors import RoutingConfigError
 from ._prefix import PrefixTable
@@ -35,8 +35,7 @@ __all__ = [
 ]
 
 
-@dataclass(frozen=True, slots=True)
-class SmscChoice:
+class SmscChoice(NamedTuple):
     """The SMSC to submit through now.
 
     Attributes:
@@ -218,8 +217,7 @@ class MtRule:
         return " ".join(words)
 
 
-@dataclass(frozen=True, slots=True)
-class MtDecision:
+class MtDecision(NamedTuple):
     """What the MT router decided for one message, and why.
 
     Attributes:

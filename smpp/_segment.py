@@ -26,7 +26,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from enum import Enum, IntEnum
 from itertools import product
-from typing import Final
+from typing import Final, NamedTuple
 
 from ._gsm import (
     CR,
@@ -85,8 +85,7 @@ class Concatenation(Enum):
     """The whole message in one message_payload TLV (SMPP 3.4 §5.3.2.32); the SMSC splits it."""
 
 
-@dataclass(frozen=True, slots=True)
-class Part:
+class Part(NamedTuple):
     """One submit_sm's worth of a message.
 
     Attributes:

@@ -13,9 +13,8 @@ read as the 3GPP TS 23.038 §4 data coding scheme groups, which are what an SMSC
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from enum import IntEnum
-from typing import Final
+from typing import Final, NamedTuple
 
 from ._errors import SmppError
 from ._gsm import NationalLanguage, gsm_codec, unpack_septets
@@ -87,8 +86,7 @@ def _refused(text: str, position: int, alphabet: Alphabet, detail: str = "") -> 
     )
 
 
-@dataclass(frozen=True, slots=True)
-class EncodedText:
+class EncodedText(NamedTuple):
     """Text encoded for one alphabet, before it is split into parts.
 
     Attributes:
