@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from smpp import DataSm, DeliverSm, EsmClass, SubmitSm, Tlvs, TlvValue
+from smpp import NO_TLVS, DataSm, DeliverSm, EsmClass, SubmitSm, Tlvs, TlvValue
 
 from ._receipt import NetworkError, ReceiptKind
 from ._status import ReceiptStatus
@@ -140,7 +140,7 @@ def build_receipt_pdu(
         stat=stat,
         seconds=seconds,
     )
-    tlvs = Tlvs()
+    tlvs = NO_TLVS
     if with_tlvs:
         values: dict[str, TlvValue] = {
             "receipted_message_id": smsc_message_id,
