@@ -149,6 +149,7 @@ class Correlator:
         *,
         policy: IdPolicy | None = None,
         destination: str = "",
+        keys: tuple[str, ...] | None = None,
     ) -> list[Receipt]:
         """Record the SMSC id of one part, and return the receipts that were waiting for it (oldest first).
 
@@ -162,9 +163,11 @@ class Correlator:
             now: the time, in monotonic seconds.
             policy: the SMSC's id policy (else the default).
             destination: the MT's destination_addr, used only to choose among ambiguous matches.
+            keys: `correlation_keys(resp_id, policy)`, when the caller has them already (it stores them too).
         """
         self._expire_entries(now)
-        keys = correlation_keys(resp_id, policy or self._default_policy)
+        if keys is None:
+            keys = correlation_keys(resp_id, policy or self._default_policy)
         if not keys:
             return []
         self._registered += 1

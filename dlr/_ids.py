@@ -179,6 +179,8 @@ def receipt_keys(receipt: Receipt | str, policy: IdPolicy | IdFormat | str) -> t
     keys: list[str] = []
     if receipt.receipted_message_id is not None:
         keys.extend(smsc_id_keys(receipt.receipted_message_id, pol.resp))
-    if receipt.text_id is not None:
-        keys.extend(k for k in smsc_id_keys(receipt.text_id, pol.receipt) if k not in keys)
+    text_id = receipt.text_id
+    # The text's id is most often the TLV's again: read alike, it would only give the same keys.
+    if text_id is not None and (text_id != receipt.receipted_message_id or pol.receipt is not pol.resp):
+        keys.extend(k for k in smsc_id_keys(text_id, pol.receipt) if k not in keys)
     return tuple(keys)

@@ -396,12 +396,14 @@ def parse_receipt(pdu: Pdu, *, sniff_text: bool = False) -> Receipt | None:
     if not isinstance(pdu, DeliverSm | DataSm):
         return None
     kind = receipt_kind(pdu.esm_class)
+    if kind is None and (not sniff_text or pdu.esm_class & _TYPE_MASK):
+        return None  # an MO message: its text is not even read
     text = _pdu_text(pdu)
     if kind is not None and (m := _APPENDIX_B.fullmatch(text)) is not None:
         return _appendix_b(pdu, kind, text, m)
     fields, extra = _split_fields(text)
     if kind is None:
-        if not sniff_text or pdu.esm_class & _TYPE_MASK or "id" not in fields or "stat" not in fields:
+        if "id" not in fields or "stat" not in fields:
             return None
         kind = ReceiptKind.SMSC_DELIVERY_RECEIPT
     tlv_id, state, network_error = _receipt_tlvs(pdu.tlvs)

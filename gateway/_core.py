@@ -574,11 +574,12 @@ class GatewayCore:
         msg.parts[part].smsc = smsc
         policy = self.policy(smsc)
         scope = self.scope(smsc)
-        for key in correlation_keys(smsc_message_id, policy):
+        keys = correlation_keys(smsc_message_id, policy)
+        for key in keys:
             writes.smsc_ids.append((scope, key, msg.id, part))
         # On a cluster, receipts that came first are parked in Redis and come back with this commit (_cluster).
         early = [] if self.cluster is not None else self.correlator.register(
-            scope, smsc_message_id, msg.id, part, time.monotonic(), policy=policy, destination=msg.to)
+            scope, smsc_message_id, msg.id, part, time.monotonic(), policy=policy, destination=msg.to, keys=keys)
         if all(p.smsc_message_id for p in msg.parts) and msg.status is MessageStatus.QUEUED:
             msg.smsc = smsc
             msg.set_status(MessageStatus.SUBMITTED, now, "", smsc)

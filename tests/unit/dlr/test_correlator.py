@@ -29,6 +29,14 @@ def test_register_then_match() -> None:
     assert (stats.registered_total, stats.matched_total, stats.parked) == (1, 3, 0)
 
 
+def test_register_takes_the_keys_the_caller_computed() -> None:
+    """GatewayCore stores the keys and hands the same tuple over: the correlator uses it as it is."""
+    c = Correlator(default_policy=IdPolicy.parse("auto"))
+    c.register("opA", "00ff", "m-1", 0, now=0.0, keys=("00ff", "ff"))
+    assert c.match("opA", _r("ff"), now=1.0) == Match("m-1", 0, "ff")
+    assert c.match("opA", _r("255"), now=1.0) is None  # "255" would be a key of "00ff" read as hex: not given
+
+
 def test_parts_of_a_long_message() -> None:
     c = Correlator()
     for part, resp_id in enumerate(["a1", "a2", "a3"]):

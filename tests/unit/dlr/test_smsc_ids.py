@@ -137,6 +137,16 @@ def test_receipt_keys_try_the_tlv_id_first_with_the_resp_format() -> None:
     assert receipt_keys(nothing, "auto") == ()
 
 
+def test_receipt_keys_when_the_text_repeats_the_tlv_id() -> None:
+    """The usual receipt: the same id in the TLV and the text. Read alike, the text adds nothing; read in another
+    format ("decimal/hex"), its keys still come after the TLV's."""
+    r = Receipt(smsc_message_id="255", status=ReceiptStatus.DELIVERED, receipted_message_id="255", text_id="255")
+    assert receipt_keys(r, "auto") == ("255", "597")
+    assert receipt_keys(r, "decimal") == ("255",)
+    assert receipt_keys(r, "decimal/hex") == ("255", "597")
+    assert receipt_keys(r, "hex/decimal") == ("597", "255")
+
+
 @pytest.mark.parametrize(
     ("text", "policy"),
     [
