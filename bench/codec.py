@@ -13,14 +13,13 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-import time
-from collections.abc import Callable
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import smpplib.consts
 import smpplib.smpp
+from _timing import rate  # bench/, the script's directory, is on sys.path
 
 from smpp import Alphabet, DeliverSm, EsmClass, SubmitSm, Tlvs, decode_pdu, encode_pdu, encode_text
 
@@ -35,27 +34,6 @@ class _Client:
 
     def next_sequence(self) -> int:
         return 1
-
-
-def rate(fn: Callable[[], object], seconds: float) -> float:
-    """Calls per second of `fn`: the best of rounds lasting about `seconds` in total."""
-    n = 1
-    while True:  # calibrate a round to about 50 ms
-        t = time.perf_counter()
-        for _ in range(n):
-            fn()
-        dt = time.perf_counter() - t
-        if dt > 0.05:
-            break
-        n *= 2
-    best = 0.0
-    deadline = time.perf_counter() + seconds
-    while time.perf_counter() < deadline:
-        t = time.perf_counter()
-        for _ in range(n):
-            fn()
-        best = max(best, n / (time.perf_counter() - t))
-    return best
 
 
 def main() -> None:
