@@ -108,6 +108,7 @@ smscs:
     password: pw
     bind: trx
     window: 1000
+    receipt_id_format: decimal   # the simulator's ids (message_ids above), set as an operator would; as bench/e2e.py
 routes:
   - name: all
     prefix: ""
@@ -637,7 +638,8 @@ def record(command: str, lines: list[str], store_writer: str) -> None:
     when = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
     body = "\n".join(line for line in lines if line)
     text = (f"\n## MO path: forward to an application and the reply back ({when})\n\nCommand: `{command}`\n\n"
-            f"Setup: simulator, gateway (MO services, SQLite synchronous normal, store.writer {store_writer}) and "
+            f"Setup: simulator, gateway (MO services, SQLite synchronous normal, store.writer {store_writer}, "
+            f"receipt_id_format decimal) and "
             f"this driver with the application in three processes on this {os.cpu_count()}-core machine.\n\n"
             f"```\n{body}\n```\n")
     with open(RESULTS, "a", encoding="utf-8") as f:
