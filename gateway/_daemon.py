@@ -219,6 +219,7 @@ async def serve(gw: Gateway, shutdown: Callable[[], Awaitable[None]], *,
         log.info("store open: %d messages resumed, %d marked unknown after the last stop", requeued, unknown)
         async with anyio.create_task_group() as tg:
             await tg.start(gw.core.run_post_commit)
+            await tg.start(gw.metrics.run_loop_monitor)
             await tg.start(gw.callbacks.run)
             await tg.start(gw.core.run_dispatcher)
 

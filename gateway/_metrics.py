@@ -14,10 +14,12 @@ from __future__ import annotations
 
 import time
 from bisect import bisect_left
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from typing import TYPE_CHECKING
 
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+import anyio
+import anyio.abc
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, ProcessCollector, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.registry import Collector
 
@@ -29,7 +31,8 @@ from ._model import Message
 if TYPE_CHECKING:
     from ._daemon import Gateway
 
-__all__ = ["BIND_STATES", "FINAL_LATENCY_BUCKETS_S", "SUBMIT_LATENCY_BUCKETS_S", "LatencyHistogram", "Metrics"]
+__all__ = ["BIND_STATES", "FINAL_LATENCY_BUCKETS_S", "LOOP_LAG_BUCKETS_S", "SUBMIT_LATENCY_BUCKETS_S",
+           "LatencyHistogram", "Metrics"]
 
 BIND_STATES = ("down", "connecting", "binding", "bound")
 """The states `smppgw_bind_state` reports for every session (1 for the current one, 0 for the others)."""
@@ -41,6 +44,12 @@ SUBMIT_LATENCY_BUCKETS_S = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 
 FINAL_LATENCY_BUCKETS_S = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0, 900.0, 3600.0, 4 * 3600.0,
                            86400.0)
 """Accept to a final status: receipts take seconds to hours (a handset that is off)."""
+
+LOOP_LAG_BUCKETS_S = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
+"""How late the event loop ran a timer: a millisecond or two when idle, tens of ms when the daemon's core is full."""
+
+LOOP_LAG_INTERVAL_S = 0.25
+"""How often `Metrics.run_loop_monitor` measures the lag."""
 
 
 class LatencyHistogram:
@@ -90,7 +99,11 @@ class Metrics:
         self.finals: dict[str, int] = {}
         self.reload_successful = True  # the config the daemon started with was valid, or it would not run
         self.reload_at = time.time()
+        self.loop_lag = LatencyHistogram(LOOP_LAG_BUCKETS_S)
         self.registry.register(_GatewayCollector(self))
+        # The daemon's CPU, memory and file descriptors, and its store writer's while it runs (Linux /proc).
+        ProcessCollector(namespace="smppgw", registry=self.registry)
+        ProcessCollector(namespace="smppgw_store_writer", pid=self._writer_pid, registry=self.registry)
         gw.core.observe_submitted = self.observe_submitted
         gw.core.observe_final = self.observe_final
         gw.extensions["metrics"] = self
@@ -115,6 +128,21 @@ class Metrics:
         if h is None:
             h = self.final_latency[key] = LatencyHistogram(FINAL_LATENCY_BUCKETS_S)
         h.observe(seconds)
+
+    def _writer_pid(self) -> int | str:
+        pid = getattr(self.gw.store, "writer_pid", None)
+        return pid if pid is not None else "none"  # no /proc/none: the collector yields nothing
+
+    async def run_loop_monitor(self, *, interval_s: float = LOOP_LAG_INTERVAL_S,
+                               clock: Callable[[], float] = anyio.current_time,
+                               task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
+        """Every `interval_s`, observe how much later than asked the loop woke this task
+        (`smppgw_event_loop_lag_seconds`): the time a ready task waits for its turn. Runs until cancelled."""
+        task_status.started()
+        while True:
+            due = clock() + interval_s
+            await anyio.sleep(interval_s)
+            self.loop_lag.observe(max(0.0, clock() - due))
 
     def set_config_reload(self, successful: bool, *, at: float | None = None) -> None:
         """Record the outcome of a config reload (`smppgw_config_last_reload_successful`)."""
@@ -342,3 +370,8 @@ class _GatewayCollector(Collector):
         for (smsc, status), h in sorted(m.final_latency.items()):
             final.add_metric([smsc, status], h.cumulative(), h.sum)
         yield final
+        lag = HistogramMetricFamily(
+            "smppgw_event_loop_lag_seconds",
+            "How much later than asked the event loop ran a timer, measured every 0.25 s: the wait of a ready task.")
+        lag.add_metric([], m.loop_lag.cumulative(), m.loop_lag.sum)
+        yield lag

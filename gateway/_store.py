@@ -445,6 +445,12 @@ class SqliteStore:
     def is_open(self) -> bool:
         return self._open and self._failed is None
 
+    @property
+    def writer_pid(self) -> int | None:
+        """The writer process's pid while it runs (`writer: process`); None otherwise."""
+        proc = self._process
+        return proc.pid if proc is not None and proc.returncode is None else None
+
     async def run(self, *, task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
         """Open the store, then commit batches until cancelled; on cancel, commit what is pending and close."""
         await anyio.to_thread.run_sync(self.open_sync)

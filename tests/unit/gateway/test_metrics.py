@@ -3,10 +3,15 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
+import os
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import anyio
+import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from gateway._callbacks import CallbackStatistics
@@ -245,3 +250,39 @@ def test_each_gateway_has_its_own_registry(tmp_path: Path) -> None:
         assert sample(s, "smppgw_messages_open") == 0
         assert sample(s, "smppgw_store_open") == 0  # never opened
     assert gws[0][1].registry is not gws[1][1].registry
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("anyio_backend", [("asyncio", {"use_uvloop": True})])
+async def test_the_loop_monitor_sees_a_blocked_loop(anyio_backend: object) -> None:
+    """A loop blocked for 0.3 s wakes the monitor at least 0.28 s late (0.3 s less one interval): a lower bound,
+    whatever the machine's speed."""
+    m = Metrics(FakeGateway())  # type: ignore[arg-type]
+    async with anyio.create_task_group() as tg:
+        await tg.start(functools.partial(m.run_loop_monitor, interval_s=0.02))
+        await anyio.sleep(0.1)
+        time.sleep(0.3)  # the whole loop stops: no task runs meanwhile
+        await anyio.sleep(0.1)
+        tg.cancel_scope.cancel()
+    cum = dict(m.loop_lag.cumulative())
+    assert cum["+Inf"] >= 3  # it kept measuring before and after
+    assert cum["+Inf"] - cum["0.25"] >= 1  # the wake after the block came more than 0.25 s late
+    assert m.loop_lag.sum >= 0.28
+    (lag,) = [f for f in text_string_to_metric_families(m.render().decode())
+              if f.name == "smppgw_event_loop_lag_seconds"]
+    assert {s.name: s.value for s in lag.samples}["smppgw_event_loop_lag_seconds_count"] == cum["+Inf"]
+
+
+def test_process_series_for_the_daemon_and_its_store_writer() -> None:
+    gw = FakeGateway()
+    m = Metrics(gw)  # type: ignore[arg-type]
+    names = {f.name for f in text_string_to_metric_families(m.render().decode())}
+    assert "smppgw_process_cpu_seconds" in names and "smppgw_process_open_fds" in names
+    assert not any(n.startswith("smppgw_store_writer_process") for n in names)  # a store with no writer process
+    gw.store.writer_pid = os.getpid()  # type: ignore[attr-defined]
+    families = {f.name: f for f in text_string_to_metric_families(m.render().decode())}
+    cpu = families["smppgw_store_writer_process_cpu_seconds"].samples[0].value
+    assert cpu > 0
+    gw.store.writer_pid = None  # type: ignore[attr-defined]  (the writer ended)
+    assert "smppgw_store_writer_process_cpu_seconds" not in {
+        f.name for f in text_string_to_metric_families(m.render().decode())}
