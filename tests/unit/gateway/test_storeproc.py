@@ -160,11 +160,13 @@ async def test_the_store_runs_its_writer_process_and_stops_it(tmp_path: Path, sy
         await tg.start(store.run)
         assert store._process is not None
         child = store._process.pid
+        assert store.writer_pid == child  # what the metrics read the writer's CPU and memory from
         await store.write(Writes(messages=[m]))
         assert store.get(m.id) == m  # the daemon's own read connection sees what the child committed
         store.write_nowait(Writes(smsc_ids=[("sim", "77", m.id, 0)]))  # pending at the stop: committed on the way
         tg.cancel_scope.cancel()
     assert not store.is_open
+    assert store.writer_pid is None
     with pytest.raises(ProcessLookupError):
         os.kill(child, 0)  # it ended and was reaped
     again = SqliteStore(tmp_path / "gw.db", writer="process")
