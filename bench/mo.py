@@ -4,16 +4,17 @@ reply text, and the reply MT back at the simulator.
 Usage: .venv/bin/python bench/mo.py [--latency-count N] [--latency-rate R] [--count N] [--concurrency C]
                                     [--inject-batch B] [--runs R] [--senders S] [--profile] [--record]
 
-Starts, on 127.0.0.1 in a temporary directory: the simulator (`python -m simulator`, one account owning
-shortcode 84001, receipts at once), and the gateway (this script with --serve-gateway: `Gateway` with the MO
-services installed, on asyncio + uvloop with the collector tuned, as `smppgw run` runs it; an SQLite store in the
+Starts, on 127.0.0.1 in a temporary directory: the simulator (`python -m simulator`, one account owning shortcode
+84001, receipts at once), and the gateway (this script with --serve-gateway: `Gateway` with the MO services
+installed, on asyncio + uvloop with the collector tuned, as `smppgw run` runs it; an SQLite store in the
 directory, synchronous normal; its SMSC's receipt_id_format decimal, the simulator's ids; a forward service `chat`
-as the shortcode's default service, its URL the application). The application and the injector run in this
-process (asyncio + uvloop): the application is a minimal keep-alive HTTP/1.1 server that notes when each MO arrives and answers `{"reply": "re <tag>"}`; the injector POSTs `/mo` (paced runs) or
-`/mo/batch` (throughput runs, --inject-batch MOs a request) to the simulator's control API over kept-alive
-connections (`gateway._httpclient`, the client the forwards use). In batches of 100, the simulator spends about
-50 us of CPU per MO and this process about 28 (bench/RESULTS.md, 2026-11-24 23:55). One MO per request cost them
-several times that, on the same two cores the gateway runs on.
+as the shortcode's default service, its URL the application). The application and the injector run in this process
+(asyncio + uvloop): the application is a minimal keep-alive HTTP/1.1 server that notes when each MO arrives and
+answers `{"reply": "re <tag>"}`; the injector POSTs `/mo` (paced runs) or `/mo/batch` (throughput runs,
+--inject-batch MOs a request) to the simulator's control API over kept-alive connections (`gateway._httpclient`,
+the client the forwards use). In batches of 100, the simulator spends about 50 us of CPU per MO and this process
+about 28 (bench/RESULTS.md, 2026-11-24 23:55). One MO per request cost them several times that, on the same two
+cores the gateway runs on.
 
 Each MO's text is `chat <tag>`, from one of --senders handsets. Times are all wall-clock on this machine:
 - to the application: the application's arrival time minus the simulator's MO record time (`received_at` in its
