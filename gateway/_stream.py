@@ -18,9 +18,10 @@ same job for about 11 us more per request (bench/RESULTS.md, "A request's timeou
 
 `connect_tcp` opens one (TCP_NODELAY set) when the running loop is asyncio's, and AnyIO's stream otherwise (trio),
 and also for a host name with both IPv6 and IPv4 addresses: AnyIO races the two (happy eyeballs, RFC 8305), which
-uvloop's connect cannot, so a host whose IPv6 route is broken still answers at once. TLS stays with AnyIO. The SMPP connections stay on AnyIO's stream too: on LoopStream the end-to-end batch
-benchmark lost about a tenth of its rate in interleaved runs (bench/RESULTS.md), the reader no longer yielding
-to the acks and commits between reads.
+uvloop's connect cannot, so a host whose IPv6 route is broken still answers at once. TLS stays with AnyIO. The
+SMPP connections stay on AnyIO's stream too: on LoopStream the end-to-end batch benchmark lost about a tenth of
+its rate in interleaved runs (bench/RESULTS.md), the reader no longer yielding to the acks and commits between
+reads.
 """
 
 from __future__ import annotations
