@@ -3,6 +3,8 @@
 Rule 1: a window slot is freed only when the outcome of its submit_sm is durable, so that after a crash at
 most the windows' worth of messages can have reached the SMSC without the store knowing.
 Rule 2: a deliver_sm is answered only after its receipt or MO is durable (in arrival order per bind).
+The events of one read (or one timer pass) share one write and one acker entry (`_Group`): the writes and
+answers of a few hundred PDUs cost one write_nowait, not one each.
 Rule 3: a bind that fails or drops is retried with exponential backoff and jitter; its in-flight messages
 are handed back to the core (or marked unknown, see _core Rule 3); a response timeout recycles the session.
 Rule 4: on a cluster, deliver_sm are queued and one task per connector resolves the receipts among them in batches,
@@ -20,7 +22,7 @@ import random
 import re
 import time
 from collections import deque
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 
 import anyio
@@ -140,6 +142,21 @@ class ConnectorStatistics:
 
 
 @dataclass(slots=True)
+class _Group:
+    """What the events of one batch (one read) leave to do once durable (Rules 1 and 2): one write for all of
+    them, then the window slots to free, the deliver_sm to answer in arrival order, and the hooks to call."""
+
+    writes: Writes = field(default_factory=Writes)
+    slots: int = 0
+    replies: list[Pdu] = field(default_factory=list)
+    afters: list[Callable[[], None]] = field(default_factory=list)
+
+
+# An acker entry: once `done` is set, free `slots`, send the replies, hand the final messages on, call the hooks.
+_Ack = tuple[anyio.Event | _Done, int, Sequence[Pdu], list[Message], Sequence[Callable[[], None]]]
+
+
+@dataclass(slots=True)
 class _Live:
     """The state of one live connection."""
 
@@ -147,8 +164,8 @@ class _Live:
     info: SessionInfo
     slots: anyio.Semaphore
     inflight: dict[int, Job] = field(default_factory=dict)
-    acks: deque[tuple[anyio.Event | _Done, int, Pdu | None, list[Message], Callable[[], None] | None]] = field(
-        default_factory=deque)
+    acks: deque[_Ack] = field(default_factory=deque)
+    group: _Group | None = None  # the batch of events being handled, until `_close_group`
     ack_wake: anyio.Event = field(default_factory=anyio.Event)
     slots_owed: int = 0  # window slots to withhold as they free up, after a reload made the window smaller
 
@@ -373,7 +390,8 @@ class Connector:
         self.stopping = True
         self._wake_takers()
         with anyio.move_on_after(deadline_s):
-            while any(live.inflight or live.acks for live in self._live) or self._delivered or self._resolving:
+            while (any(live.inflight or live.acks or live.group for live in self._live) or self._delivered
+                   or self._resolving):
                 await anyio.sleep(0.02)
         for live in list(self._live):
             with anyio.move_on_after(2, shield=True):
@@ -422,7 +440,11 @@ class Connector:
             if live is not None:
                 await self._on_event(live, ev)
 
-        conn = SmppConnection(stream, session, handler)
+        def after_events() -> None:
+            if live is not None:
+                self._close_group(live)
+
+        conn = SmppConnection(stream, session, handler, after_events=after_events)
         live = _Live(conn, info, anyio.Semaphore(cfg.window))
         async with anyio.create_task_group() as tg:
             await tg.start(conn.run)
@@ -539,28 +561,40 @@ class Connector:
             await live.acks[0][0].wait()
             # Everything already durable goes in one pass: one loop iteration for a whole commit.
             while live.acks and live.acks[0][0].is_set():
-                _, slots, reply, finals, after = live.acks.popleft()
+                _, slots, replies, finals, afters = live.acks.popleft()
                 self._free_slots(live, slots)
-                if reply is not None and not conn.closed:
+                if replies and not conn.closed:
                     try:
-                        conn.send(reply)
+                        for reply in replies:
+                            conn.send(reply)
                     except ConnectionLost:
                         pass
                 if finals:
                     self.core.after_commit(finals)
-                if after is not None:
+                for after in afters:
                     after()
 
-    def _durable(self, live: _Live, writes: Writes, *, slots: int = 0, reply: Pdu | None = None,
-                 after: Callable[[], None] | None = None) -> None:
-        """Queue writes; free `slots`, send `reply` and call `after` once they are durable."""
-        done: anyio.Event | _Done
-        if writes:
-            done = self.core.store.write_nowait(writes)
-        else:
-            done = _SET
-        finals = [m for m in writes.messages if m.is_final]
-        live.acks.append((done, slots, reply, finals, after))
+    @staticmethod
+    def _group(live: _Live) -> _Group:
+        """The open batch of `live`'s events: their writes go into its `writes`, and what waits for them into the
+        rest. The adapter closes it after the last event of the batch (`_close_group`)."""
+        group = live.group
+        if group is None:
+            group = live.group = _Group()
+        return group
+
+    def _close_group(self, live: _Live) -> None:
+        """Queue the open batch's writes, one write for all its events, and its acker entry behind them."""
+        group = live.group
+        if group is None:
+            return
+        live.group = None
+        writes = group.writes
+        done: anyio.Event | _Done = self.core.store.write_nowait(writes) if writes else _SET
+        # A message written by two events of the batch (its submit_sm_resp and its receipt) is handed on once,
+        # in the order of its last write: the order in which they became final.
+        finals = list({id(m): m for m in reversed(writes.messages) if m.is_final}.values())[::-1]
+        live.acks.append((done, group.slots, group.replies, finals, group.afters))
         live.ack_wake.set()
 
     # ---- events ----------------------------------------------------------------------------------------
@@ -600,7 +634,9 @@ class Connector:
             return
         status = resp.command_status
         self._submits[status] = self._submits.get(status, 0) + 1
-        writes = Writes()
+        group = self._group(live)
+        group.slots += 1
+        writes = group.writes
         msg = job.msg
         if status == 0 and isinstance(resp, SubmitSmResp) and resp.message_id:  # 0: ESME_ROK
             early = self.core.submit_ok(msg, job.part, self.name, resp.message_id, writes)
@@ -620,7 +656,6 @@ class Connector:
                 self._drop_siblings(msg)
             log.info("smsc=%s id=%s to=%s part=%d refused: %s (%s)", self.name, msg.id, mask_msisdn(msg.to),
                      job.part + 1, Status.describe(status), outcome)
-        self._durable(live, writes, slots=1)
 
     def _drop_siblings(self, msg: Message) -> None:
         if any(j.msg is msg for j in self._backlog):
@@ -633,11 +668,11 @@ class Connector:
             self._lost_job(live, job, reason)
 
     def _lost_job(self, live: _Live, job: Job, reason: str) -> None:
-        writes = Writes()
-        self.core.submit_lost(job.msg, job.part, self.name, reason, writes)
+        group = self._group(live)
+        group.slots += 1
+        self.core.submit_lost(job.msg, job.part, self.name, reason, group.writes)
         if job.msg.is_final:
             log.error("smsc=%s id=%s outcome unknown: %s", self.name, job.msg.id, reason)
-        self._durable(live, writes, slots=1)
 
     async def _on_deliver(self, live: _Live, pdu: DeliverSm | DataSm) -> None:
         reply = pdu.make_response()
@@ -652,25 +687,27 @@ class Connector:
             self._delivered.append(_Delivered(live, pdu, reply, receipt))
             self._delivered_wake.set()
             return
-        writes = Writes()
         if receipt is None:
             self._mo += 1
             hook = self.mo_hook or self.core.mo_hook
-            after = hook(self.name, pdu, writes) if hook is not None else None
-            self._durable(live, writes, reply=reply, after=after)
+            group = self._group(live)
+            after = hook(self.name, pdu, group.writes) if hook is not None else None
+            group.replies.append(reply)
+            if after is not None:
+                group.afters.append(after)
             return
         self._receipts += 1
         key = receipt.status.value
         self._receipts_by_status[key] = self._receipts_by_status.get(key, 0) + 1
         hit = await self.core.match_or_park(self.name, receipt, pdu)
+        group = self._group(live)  # after the await: a timer pass may have closed the batch meanwhile
+        group.replies.append(reply)
         if hit is None:  # early (its submit_sm_resp has not come yet) or unknown: kept durably, now answered
-            self._durable(live, writes, reply=reply)
             return
-        self.core.apply_receipt(hit[0], hit[1], receipt, self.name, writes)
+        self.core.apply_receipt(hit[0], hit[1], receipt, self.name, group.writes)
         row = self.core.early_row(receipt)
         if row is not None:
-            writes.early_receipts_done.append(row)
-        self._durable(live, writes, reply=reply)
+            group.writes.early_receipts_done.append(row)
 
     async def _receipt_loop(self) -> None:
         """Rule 4: resolve queued deliver_sm in batches; answer each once its writes are durable (Rule 2)."""
@@ -724,7 +761,7 @@ class Connector:
             live = d.live
             if live.conn.closed:
                 continue  # not answered: the SMSC sends it again
-            live.acks.append((done, 0, d.reply, [], after))
+            live.acks.append((done, 0, (d.reply,), [], () if after is None else (after,)))
             live.ack_wake.set()
         return done
 

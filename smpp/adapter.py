@@ -89,6 +89,8 @@ class SmppConnection:
             requests sent with `send()`, timeouts, rejections and the final ConnectionClosed.
         clock: the time source, monotonic seconds (time.monotonic by default: the asyncio and trio
             clocks read the same clock, and calling it directly costs a fraction of anyio.current_time).
+        after_events: called once the handler has had every event of one batch (one read, one timer pass, or
+            the close), even when it raised: a caller that gathers work per event finishes it here, once.
     """
 
     def __init__(
@@ -98,10 +100,12 @@ class SmppConnection:
         handler: EventHandler | None = None,
         *,
         clock: Callable[[], float] = time.monotonic,
+        after_events: Callable[[], None] | None = None,
     ) -> None:
         self.stream = stream
         self.session = session
         self._handler = handler
+        self._after_events = after_events
         self._clock = clock
         self._waiters: dict[int, _Waiter] = {}
         self._window_waiters: list[anyio.Event] = []
@@ -238,26 +242,30 @@ class SmppConnection:
     async def _dispatch(self, events: list[Event], reason: str | None) -> None:
         handler = self._handler
         waiters = self._waiters
-        for ev in events:
-            kind = type(ev)
-            if kind is ResponseReceived or kind is ResponseTimedOut or kind is ResponseUndecodable:
-                self._wake_window()
-                waiter = waiters.get(ev.request.sequence_number)  # type: ignore[union-attr]
-                if waiter is not None:
-                    if kind is ResponseReceived:
-                        waiter.response = ev.response  # type: ignore[union-attr]
-                    elif kind is ResponseTimedOut:
-                        req = ev.request  # type: ignore[union-attr]
-                        waiter.error = ResponseTimeout(f"no response to {req.name} seq={req.sequence_number}")
-                    else:
-                        waiter.error = RequestFailed(str(ev.error))  # type: ignore[union-attr]
-                    waiter.event.set()
-                    continue
-            elif kind is ConnectionClosed:
-                err = ev.error  # type: ignore[union-attr]
-                self._finish(reason or ("unbound" if err is None else str(err)))
-            if handler is not None:
-                await handler(ev)
+        try:
+            for ev in events:
+                kind = type(ev)
+                if kind is ResponseReceived or kind is ResponseTimedOut or kind is ResponseUndecodable:
+                    self._wake_window()
+                    waiter = waiters.get(ev.request.sequence_number)  # type: ignore[union-attr]
+                    if waiter is not None:
+                        if kind is ResponseReceived:
+                            waiter.response = ev.response  # type: ignore[union-attr]
+                        elif kind is ResponseTimedOut:
+                            req = ev.request  # type: ignore[union-attr]
+                            waiter.error = ResponseTimeout(f"no response to {req.name} seq={req.sequence_number}")
+                        else:
+                            waiter.error = RequestFailed(str(ev.error))  # type: ignore[union-attr]
+                        waiter.event.set()
+                        continue
+                elif kind is ConnectionClosed:
+                    err = ev.error  # type: ignore[union-attr]
+                    self._finish(reason or ("unbound" if err is None else str(err)))
+                if handler is not None:
+                    await handler(ev)
+        finally:
+            if self._after_events is not None:
+                self._after_events()
 
     def _finish(self, reason: str) -> None:
         if self.close_reason is None:

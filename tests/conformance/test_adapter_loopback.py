@@ -209,3 +209,64 @@ async def test_incoming_requests_reach_the_handler_and_enquire_link_is_answered(
         assert isinstance(seen[0], RequestReceived) and seen[0].pdu.short_message == b"MO"  # type: ignore[attr-defined]
         await anyio.sleep(0.1)
         await conn.aclose()
+
+
+def bind_then_deliver(count: int) -> Serve:
+    """An SMSC that answers the bind and sends `count` deliver_sm, all in one write (so in one read)."""
+    async def serve(stream: anyio.abc.SocketStream) -> None:
+        data = await stream.receive()
+        await stream.send(encode_pdu(BindTransceiverResp(sequence_number=int.from_bytes(data[12:16], "big")))
+                          + b"".join(encode_pdu(DeliverSm(sequence_number=600 + i, short_message=b"MO%d" % i))
+                                     for i in range(count)))
+        await anyio.sleep(5)
+    return serve
+
+
+async def test_after_events_follows_the_last_event_of_a_read() -> None:
+    seen: list[object] = []
+
+    async def handler(ev: Event) -> None:
+        if isinstance(ev, RequestReceived):
+            seen.append(ev.pdu.sequence_number)
+    async with loopback(bind_then_deliver(3)) as stream, anyio.create_task_group() as tg:
+        conn = SmppConnection(stream, Session(SessionConfig(Role.ESME)), handler,
+                              after_events=lambda: seen.append("after"))
+        await tg.start(conn.run)
+        await conn.request(BindTransceiver())
+        with anyio.fail_after(5):
+            while "after" not in seen[1:]:
+                await anyio.sleep(0.01)
+        await conn.aclose()
+    # The bind_resp went to request()'s waiter; the three deliver_sm of the same read to the handler, then one
+    # call; the close (ConnectionClosed) is a batch of its own.
+    assert seen[:4] == [600, 601, 602, "after"]
+    assert set(seen[4:]) <= {"after"}
+
+
+def leaves(group: BaseExceptionGroup) -> list[BaseException]:
+    """The exceptions inside `group` and the groups nested in it."""
+    return [leaf for e in group.exceptions
+            for leaf in (leaves(e) if isinstance(e, BaseExceptionGroup) else [e])]
+
+
+async def test_after_events_runs_when_the_handler_raises() -> None:
+    calls: list[int] = []
+
+    async def handler(ev: Event) -> None:
+        if isinstance(ev, RequestReceived):
+            calls.append(ev.pdu.sequence_number)
+            raise RuntimeError("handler failed")
+    after: list[int] = []
+    failed = []
+    try:
+        async with loopback(bind_then_deliver(2)) as stream, anyio.create_task_group() as tg:
+            conn = SmppConnection(stream, Session(SessionConfig(Role.ESME)), handler,
+                                  after_events=lambda: after.append(len(calls)))
+            await tg.start(conn.run)
+            await conn.request(BindTransceiver())
+            await anyio.sleep(5)
+    except* RuntimeError as group:
+        failed = [str(e) for e in leaves(group)]
+    assert failed == ["handler failed"]
+    assert calls == [600]  # the second event never reached the handler
+    assert after[-1] == 1  # but the batch was still finished, after the event that raised
