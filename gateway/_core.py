@@ -189,6 +189,7 @@ class GatewayCore:
         self._decided = {}
         self.numbering: NumberingPlan = config.numbering_plan()
         self._policies = {s.name: _policy(s) for s in config.smscs}
+        self._accounts = {a.id: a for a in config.accounts}
         # SMSC entries that are one operator account (a TX bind here, its RX bind elsewhere) share receipt ids.
         self._scopes = {s.name: s.receipt_scope or s.name for s in config.smscs}
 
@@ -281,7 +282,10 @@ class GatewayCore:
 
         A message whose route has no SMSC up, or whose SMSCs' backlogs are full, is parked in its route's
         FIFO; a route's parked messages are routed again, in order and only until the route is full again,
-        when one of its connectors binds or frees room (`kick`) and at least once a second.
+        when one of its connectors binds or frees room (`kick`) and at least once a second. Once every connector
+        up is full, the rest of the pass parks what is due under the route decided at accept without routing it
+        (routing would only conclude the same); a charged message, one past its validity or one with no kept
+        decision is still routed.
 
         The batch bound keeps the event loop's turns short under a burst (a batch request of 1,000 messages,
         a restart with a full queue): routing also builds each message's PDUs, and 10,000 at once would hold
@@ -296,6 +300,8 @@ class GatewayCore:
         if self._parked_count and (self._kicked or now >= self._parked_recheck):
             budget = self._unpark(now, up, busy, writes, budget)
         parked = self._parked
+        decided = self._decided
+        full = False  # every connector up has a full backlog: what is due now waits under its route
         while heap and heap[0][0] <= now:
             if budget <= 0:
                 break
@@ -304,12 +310,19 @@ class GatewayCore:
             msg = self.messages.get(mid)
             if msg is None or msg.is_final or msg.status is not MessageStatus.QUEUED:
                 continue
+            if full and not msg.charged and now < msg.expires_at:
+                decision = decided.get(mid)
+                if decision is not None and decision.route is not None:  # what _route would conclude, for less
+                    parked.setdefault(decision.route.name, deque()).append(msg)
+                    self._parked_count += 1
+                    continue
             outcome = self._route(msg, now, up, busy)
             if outcome == "written":
                 writes.messages.append(msg)
             elif outcome != "enqueued":
                 parked.setdefault(outcome, deque()).append(msg)
                 self._parked_count += 1
+                full = self.cluster is None and bool(busy) and busy >= up
         if writes.messages:
             self.write_then(writes)
         if budget <= 0 and (self._kicked or (heap and heap[0][0] <= now)):
@@ -552,7 +565,7 @@ class GatewayCore:
     def callback_target(self, msg: Message) -> str | None:
         if msg.callback_url:
             return msg.callback_url
-        account = self.config.account(msg.account)
+        account = self._accounts.get(msg.account)
         return account.callback.url if account is not None else None
 
     def after_commit(self, msgs: Iterable[Message]) -> None:
@@ -722,7 +735,10 @@ class GatewayCore:
             writes.messages.append(msg)
             return msg
         msg.parts[part].receipt = receipt.status.value
-        folded = fold_part_statuses(ReceiptStatus(p.receipt) if p.receipt else None for p in msg.parts)
+        if len(msg.parts) == 1:  # the fold of one part is its status
+            folded: ReceiptStatus | None = receipt.status
+        else:
+            folded = fold_part_statuses(ReceiptStatus(p.receipt) if p.receipt else None for p in msg.parts)
         if folded is None or not folded.is_final:
             msg.history.append(StatusChange(now, f"part {part + 1}: {receipt.status.value.lower()}", detail, smsc))
             writes.messages.append(msg)

@@ -188,6 +188,33 @@ async def test_a_parked_message_keeps_its_route_decision_until_a_reload(core: An
     assert other.id not in c._decided
 
 
+async def test_once_every_connector_is_full_the_rest_of_a_pass_is_parked_without_routing(core: Any) -> None:
+    c, clock, conns = core
+    conns["a"].limit = conns["b"].limit = 0
+    ms = [msg(clock) for _ in range(4)]
+    late = msg(clock, expires_at=clock.now + 5)
+    for m in [*ms, late]:
+        c.decided(m, c.router.decide(m.to, source=m.source, account=m.account))  # as the API does at accept
+    await c.accept([*ms, late])
+    clock.now += 10  # `late` is past its validity now
+    routed: list[str] = []
+    route = c._route
+
+    def counting(m: Message, *args: Any) -> str:
+        routed.append(m.id)
+        return route(m, *args)
+    c._route = counting
+    c.dispatch_due()
+    # The first found both SMSCs full; the others wait under their kept route without being routed, except the
+    # one whose validity ended: routing ends it.
+    assert routed == [ms[0].id, late.id] and late.status is MessageStatus.EXPIRED
+    assert c.ready_count == 4 and [m.id for m in c._parked["routes[0]"]] == [m.id for m in ms]
+    conns["a"].limit = 10
+    c.kick()
+    c.dispatch_due()
+    assert conns["a"].queued == ms  # in their order
+
+
 async def test_a_parked_message_that_ends_drops_its_kept_decision(core: Any) -> None:
     c, clock, conns = core
     conns["a"].limit = conns["b"].limit = 0
