@@ -139,6 +139,7 @@ class ConnectorStatistics:
     bind_failures: int
     reconnects: int
     receipts_by_status: dict[str, int] = field(default_factory=dict)
+    awaiting_commit: int = 0  # window slots whose submit_sm was answered, held until the outcome is durable (Rule 1)
 
 
 @dataclass(slots=True)
@@ -774,4 +775,6 @@ class Connector:
             rate_per_s=rate.current_per_s, throttle_slowdowns=rate.slowdowns, throttle_waits=self._throttle_waits,
             submits=dict(self._submits), receipts=self._receipts, mo=self._mo, bind_failures=self._bind_failures,
             reconnects=self._reconnects, receipts_by_status=dict(self._receipts_by_status),
+            awaiting_commit=sum(sum(a[1] for a in live.acks) + (live.group.slots if live.group else 0)
+                                for live in self._live),
         )

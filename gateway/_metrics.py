@@ -241,6 +241,8 @@ class _GatewayCollector(Collector):
         inflight = _gauge("smppgw_smsc_window_in_use", "submit_sm sent and not yet answered (all sessions).",
                           ("smsc",))
         window = _gauge("smppgw_smsc_window_size", "Outstanding submit_sm allowed per session (config).", ("smsc",))
+        awaiting = _gauge("smppgw_smsc_window_awaiting_commit", "Window slots whose submit_sm was answered, held "
+                          "until the store has made the outcome durable (all sessions).", ("smsc",))
         binds_up = _gauge("smppgw_smsc_binds_up", "Sessions bound.", ("smsc",))
         state = _gauge("smppgw_bind_state", "1 for the session's current state, 0 for the others.",
                        ("smsc", "session", "kind", "state"))
@@ -261,6 +263,7 @@ class _GatewayCollector(Collector):
             backlog.add_metric([name], s.backlog)
             inflight.add_metric([name], s.inflight)
             window.add_metric([name], s.window)
+            awaiting.add_metric([name], s.awaiting_commit)
             binds_up.add_metric([name], s.binds_up)
             for info in s.sessions:
                 states = BIND_STATES if info.state in BIND_STATES else (*BIND_STATES, info.state)
@@ -281,7 +284,7 @@ class _GatewayCollector(Collector):
             mo.add_metric([name], s.mo)
             bind_failures.add_metric([name], s.bind_failures)
             reconnects.add_metric([name], s.reconnects)
-        yield from (backlog, inflight, window, binds_up, state, rate, waits, slowdowns, submits, receipts, mo,
+        yield from (backlog, inflight, window, awaiting, binds_up, state, rate, waits, slowdowns, submits, receipts, mo,
                     bind_failures, reconnects)
 
     @staticmethod

@@ -99,6 +99,8 @@ async def test_one_read_makes_one_write_and_answers_after_it_is_durable_in_arriv
                                                                                                  msgs[1].id])
         await anyio.sleep(0.05)
         assert conn.sent == [] and live.slots.value == WINDOW - 3  # Rules 1 and 2: nothing before the commit
+        connector._live.append(live)
+        assert connector.statistics().awaiting_commit == 3  # smppgw_smsc_window_awaiting_commit
         await store._commit_pending()
         with anyio.fail_after(5):
             while len(conn.sent) < 2:
@@ -106,6 +108,7 @@ async def test_one_read_makes_one_write_and_answers_after_it_is_durable_in_arriv
         tg.cancel_scope.cancel()
     assert [p.sequence_number for p in conn.sent] == [71, 72]  # answered in arrival order
     assert live.slots.value == WINDOW and not live.acks and live.group is None
+    assert connector.statistics().awaiting_commit == 0
     assert [m.id for m in finals] == [msgs[1].id, msgs[0].id]
     stored = [store.get(m.id) for m in msgs]
     assert [s.status if s else None for s in stored] == [MessageStatus.DELIVERED, MessageStatus.DELIVERED,

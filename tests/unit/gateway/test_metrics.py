@@ -79,7 +79,7 @@ def connector_stats(name: str, **kw: Any) -> ConnectorStatistics:
         sessions=(SessionInfo(0, "trx", "bound", 1.0, 4), SessionInfo(1, "trx", "connecting")),
         binds_up=1, backlog=17, inflight=4, window=10, rate_per_s=50.0, throttle_slowdowns=3, throttle_waits=11,
         submits={Status.ESME_ROK: 900, Status.ESME_RTHROTTLED: 6, 0x400: 1}, receipts=880, mo=4,
-        bind_failures=2, reconnects=1)
+        bind_failures=2, reconnects=1, awaiting_commit=5)
     fields.update(kw)
     return ConnectorStatistics(**fields)
 
@@ -110,6 +110,7 @@ def test_scrape_reads_every_service_statistics() -> None:
     assert sample(s, "smppgw_smsc_backlog", smsc="a") == 17
     assert sample(s, "smppgw_smsc_window_in_use", smsc="a") == 4
     assert sample(s, "smppgw_smsc_window_size", smsc="a") == 10
+    assert sample(s, "smppgw_smsc_window_awaiting_commit", smsc="a") == 5
     assert sample(s, "smppgw_smsc_binds_up", smsc="b") == 0
     assert sample(s, "smppgw_bind_state", smsc="a", session="0", kind="trx", state="bound") == 1
     assert sample(s, "smppgw_bind_state", smsc="a", session="0", kind="trx", state="down") == 0
