@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import shutil
+from typing import Any
 
 import pytest
 from hypothesis import settings
@@ -54,3 +55,15 @@ class ManualClock:
 
     def __call__(self) -> float:
         return self.now
+
+
+class RecordingConn:
+    """What a connector's acker needs of an SmppConnection, `closed` and `send`, recording what would be sent."""
+
+    def __init__(self) -> None:
+        self.closed = False
+        self.sent: list[Any] = []
+
+    def send(self, pdu: Any) -> Any:
+        self.sent.append(pdu)
+        return pdu

@@ -19,9 +19,9 @@ from gateway._connector import Connector, Job, SessionInfo, _Live
 from gateway._core import GatewayCore
 from gateway._model import Message, MessageStatus, Part, new_message_id
 from gateway._store import SqliteStore, Writes
-from smpp import DeliverSm, Pdu, SubmitSm, SubmitSmResp
+from smpp import DeliverSm, SubmitSm, SubmitSmResp
 from smpp._session import RequestReceived, ResponseReceived
-from tests.conftest import ManualClock
+from tests.conftest import ManualClock, RecordingConn
 
 pytestmark = pytest.mark.anyio
 
@@ -39,18 +39,6 @@ def anyio_backend() -> tuple[str, dict[str, object]]:
     return ("asyncio", {"use_uvloop": True})
 
 
-class FakeConn:
-    """What the acker needs of an SmppConnection: `closed` and `send`."""
-
-    def __init__(self) -> None:
-        self.closed = False
-        self.sent: list[Pdu] = []
-
-    def send(self, pdu: Pdu) -> Pdu:
-        self.sent.append(pdu)
-        return pdu
-
-
 def receipt(smsc_id: str, seq: int) -> DeliverSm:
     mt = SubmitSm(source_addr="ACME", destination_addr="447911123456", short_message=b"hi")
     return build_receipt_pdu(mt, smsc_message_id=smsc_id, status=ReceiptStatus.DELIVERED, submit_date=WHEN,
@@ -65,7 +53,7 @@ async def test_one_read_makes_one_write_and_answers_after_it_is_durable_in_arriv
     finals: list[Message] = []
     core.final_hooks.append(finals.append)
     connector = Connector(core.config.smscs[0], core)
-    conn = FakeConn()
+    conn = RecordingConn()
     live = _Live(conn, SessionInfo(0, "trx", "bound"), anyio.Semaphore(WINDOW))  # type: ignore[arg-type]
     msgs = [Message(id=new_message_id(), account="acme", to="447911123456", source="ACME", text="hi",
                     created_at=clock.now, expires_at=clock.now + 3600, parts=[Part()]) for _ in range(3)]
@@ -128,7 +116,7 @@ async def test_events_after_a_closed_batch_go_into_the_next(tmp_path: Path) -> N
         mo_calls.append(pdu.short_message.decode())
 
     connector = Connector(core.config.smscs[0], core, mo_hook=mo_hook)
-    conn = FakeConn()
+    conn = RecordingConn()
     live = _Live(conn, SessionInfo(0, "trx", "bound"), anyio.Semaphore(WINDOW))  # type: ignore[arg-type]
 
     def mo(seq: int) -> RequestReceived:

@@ -25,7 +25,8 @@ from gateway._core import GatewayCore
 from gateway._model import Message, MessageStatus, Part, new_message_id
 from gateway._redis import RedisStore, RedisUnavailable
 from gateway._store import Writes
-from smpp import DeliverSm, Pdu, SubmitSm, encode_pdu
+from smpp import DeliverSm, SubmitSm, encode_pdu
+from tests.conftest import RecordingConn
 from tests.redis_fixture import RedisServer, redis_server, unique_group
 
 __all__ = ["redis_server"]
@@ -46,18 +47,6 @@ def anyio_backend() -> tuple[str, dict[str, object]]:
     return ("asyncio", {"use_uvloop": True})
 
 
-class FakeConn:
-    """What the acker needs of an SmppConnection: `closed` and `send`."""
-
-    def __init__(self) -> None:
-        self.closed = False
-        self.sent: list[Pdu] = []
-
-    def send(self, pdu: Pdu) -> Pdu:
-        self.sent.append(pdu)
-        return pdu
-
-
 @dataclass
 class Node:
     core: GatewayCore
@@ -65,8 +54,8 @@ class Node:
     connector: Connector
     finals: list[Message]
 
-    def live(self, tg: anyio.abc.TaskGroup) -> tuple[_Live, FakeConn]:
-        conn = FakeConn()
+    def live(self, tg: anyio.abc.TaskGroup) -> tuple[_Live, RecordingConn]:
+        conn = RecordingConn()
         live = _Live(conn, SessionInfo(0, "trx", "bound"), anyio.Semaphore(10))  # type: ignore[arg-type]
         tg.start_soon(self.connector._acker, live)
         return live, conn
@@ -120,7 +109,7 @@ def mo(seq: int) -> DeliverSm:
     return DeliverSm(source_addr="447911123456", destination_addr="ACME", short_message=b"stop", sequence_number=seq)
 
 
-async def answered(conn: FakeConn, n: int) -> list[int]:
+async def answered(conn: RecordingConn, n: int) -> list[int]:
     with anyio.fail_after(10):
         while len(conn.sent) < n:
             await anyio.sleep(0.005)
