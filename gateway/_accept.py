@@ -274,6 +274,9 @@ _SINGLE_PART_CHARS = 160
 _MAX_CHARS_PER_PART = 153
 # What one part carries without a UDH, in `EncodedText.data` octets: 160 unpacked septets, else 140 octets.
 _SINGLE_PART_OCTETS = {Alphabet.GSM7: 160, Alphabet.IA5: 140, Alphabet.LATIN_1: 140, Alphabet.UCS2: 140}
+# UCS-2 carries 70 characters of the BMP in one part, every other alphabet more: an ASCII text this long or
+# shorter is one part whatever `auto` chooses.
+_ANY_ALPHABET_CHARS = 70
 _QUEUED = MessageStatus.QUEUED.value
 _BUILD_TURN = 100  # messages of a batch request built per turn of the event loop (about 1 ms)
 _SUBMIT_DECODER = msgspec.json.Decoder(SubmitRequest)
@@ -515,6 +518,8 @@ class _Builder:
         if len(text) > self.max_chars:
             raise ApiError(422, "too_long", f"text: {len(text)} characters cannot fit in {self.max_parts} parts",
                            field="text")
+        if encoding == "auto" and len(text) <= _ANY_ALPHABET_CHARS and text.isascii():
+            return 1  # whichever alphabet carries it, even UCS-2, one part holds it: no need to encode it here
         try:
             encoded = encode_message(text, method=_UDH8, alphabet=_ALPHABETS[encoding])
             if len(encoded.data) <= _SINGLE_PART_OCTETS[encoded.alphabet]:

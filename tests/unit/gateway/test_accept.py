@@ -31,6 +31,7 @@ from gateway._accept import (
 from gateway._config import AccountConfig, hash_api_key, parse_config
 from gateway._daemon import Gateway
 from gateway._model import MessageStatus
+from smpp import Concatenation, encode_message, split_message
 
 pytestmark = pytest.mark.anyio
 
@@ -239,6 +240,10 @@ GSM_BASIC = "@£$¥èéùìòÇ\nØø\rÅåΔ_ΦΓΛΩΠΨΣΘΞÆæßÉ !\"#¤%
     ("ñ" * 141, "latin1", 2),
     ("😀" * 35, "auto", 1),         # outside the BMP: a surrogate pair, two UCS-2 units each
     ("😀" * 36, "auto", 2),
+    ("`" * 70, "auto", 1),          # ASCII that GSM 7-bit lacks: UCS-2, still one part at 70
+    ("`" * 71, "auto", 2),
+    ("\t" * 70, "auto", 1),
+    ("{" * 70, "auto", 1),          # escaped in GSM 7-bit: 140 septets
 ])
 async def test_parts_follow_23_040(gw: Gateway, text: str, encoding: str, parts: int) -> None:
     msg = Acceptor(gw).build(req(text=text, encoding=encoding), account(gw, "acme"), NOW)
@@ -256,6 +261,15 @@ async def test_gsm_part_count_property(gw: Gateway, text: str) -> None:
         assert (err.code, expected > 4) == ("too_long", True)
     else:
         assert len(msg.parts) == expected
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(text=st.text(alphabet=st.characters(max_codepoint=127), min_size=1, max_size=70))
+async def test_short_ascii_is_one_part_as_the_encoder_counts_it(gw: Gateway, text: str) -> None:
+    """The part count of a short ASCII text is not encoded at accept: it must agree with the encoder's."""
+    msg = Acceptor(gw).build(req(text=text), account(gw, "acme"), NOW)
+    parts = split_message(encode_message(text, method=Concatenation.UDH8), Concatenation.UDH8, 1)
+    assert len(msg.parts) == 1 == len(parts)  # as the connector will split it
 
 
 async def test_text_that_the_encoding_cannot_carry_or_too_long(gw: Gateway) -> None:
