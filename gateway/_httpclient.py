@@ -33,6 +33,7 @@ import ssl
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable, Mapping
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from types import TracebackType
 from urllib.parse import quote, unquote, urlsplit
@@ -290,7 +291,7 @@ class _Connection:
                 return await self._exchange(data)
             finally:
                 stream.deadline = None
-        with anyio.fail_after(max(0.0, deadline - anyio.current_time())):
+        with _fail_at(deadline):
             return await self._exchange(data)
 
     async def _exchange(self, data: bytes) -> Response:
@@ -345,6 +346,11 @@ class _Connection:
             if name.lower() in (b"content-length", b"transfer-encoding"):
                 return False
         return True
+
+
+def _fail_at(deadline: float) -> AbstractContextManager[anyio.CancelScope]:
+    """A scope that raises TimeoutError once `anyio.current_time()` reaches `deadline` (Rule 6)."""
+    return anyio.fail_after(max(0.0, deadline - anyio.current_time()))
 
 
 def _describe(exc: BaseException) -> str:
@@ -501,7 +507,7 @@ class HttpClient:
             if deadline is None:
                 await event.wait()
             else:
-                with anyio.fail_after(max(0.0, deadline - anyio.current_time())):
+                with _fail_at(deadline):
                     await event.wait()
         except BaseException:
             if event.is_set():  # handed a slot, then cancelled: pass it on
@@ -535,7 +541,7 @@ class HttpClient:
     async def _open(self, url: Url, pool: _Pool, deadline: float | None) -> _Connection:
         if deadline is None:
             return await self._open_now(url, pool)
-        with anyio.fail_after(max(0.0, deadline - anyio.current_time())):  # outside `_open_now`'s OSError catch
+        with _fail_at(deadline):  # outside `_open_now`'s OSError catch
             return await self._open_now(url, pool)
 
     async def _open_now(self, url: Url, pool: _Pool) -> _Connection:
