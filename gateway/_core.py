@@ -488,6 +488,19 @@ class GatewayCore:
             self._post_wake.set()
         return done
 
+    async def accept_in_order(self, messages: list[Message], writes: Writes | None = None, *,
+                              wait: bool = False) -> anyio.Event | None:
+        """Accept behind everything written before: on one node `accept_nowait`, whose event it returns, unless
+        `wait`; on a cluster (or with `wait`) `accept`, which returns once the commit is done (and this, None).
+
+        Raises:
+            StoreClosed: the store is closed or failed; nothing was accepted.
+        """
+        if wait or self.cluster is not None:
+            await self.accept(messages, writes)
+            return None
+        return self.accept_nowait(messages, writes)
+
     def _queue_if_durable(self, messages: list[Message], now: float) -> None:
         if self.store.is_open:  # else the commit failed (the daemon stops): these were never accepted
             self._queue_accepted(messages, now)

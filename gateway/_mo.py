@@ -306,11 +306,7 @@ class MoIntake:
                     self.failed_total += 1
                     log.exception("mo=%s processing failed; it stays 'received' and is retried on restart", mo_id)
             if writes or messages:
-                core = self.gw.core
-                if core.cluster is None:
-                    core.accept_nowait(messages, writes)
-                else:
-                    await core.accept(messages, writes)
+                await self.gw.core.accept_in_order(messages, writes)
             self.processed_total += done
 
     async def _process(self, mo_id: str, writes: Writes, messages: list[Message]) -> bool:

@@ -704,16 +704,7 @@ class Services:
             while not self._finished:
                 self._finisher_wake = anyio.Event()
                 await self._finisher_wake.wait()
-            if self.gw.core.cluster is None:
-                self.queue_finished()
-            else:
-                await self.commit_finished()
-
-    def _take_finished(self) -> tuple[list[tuple[ForwardJob, list[Message]]], list[Message], Writes]:
-        batch, self._finished = self._finished, []
-        messages = [m for _, replies in batch for m in replies]
-        writes = Writes(docs=[job_doc(job, job.finished_at or self.wall()) for job, _ in batch])
-        return batch, messages, writes
+            await self.commit_finished(wait=False)
 
     def _not_committed(self, batch: list[tuple[ForwardJob, list[Message]]], exc: Exception) -> None:
         if isinstance(exc, StoreClosed):
@@ -730,33 +721,23 @@ class Services:
             job.reply_id = None
             self._put_later(job, later)
 
-    def queue_finished(self) -> anyio.Event | None:
-        """Queue the commit of the jobs answered so far with their replies, without waiting (one node). Returns
-        the event set once it is durable (None when nothing was queued)."""
-        batch, messages, writes = self._take_finished()
+    async def commit_finished(self, *, wait: bool = True) -> anyio.Event | None:
+        """Commit the jobs answered so far with their replies (`GatewayCore.accept_in_order`): with `wait` (or on a
+        cluster) return once the commit is done; else queue it on one node and return the event set once it is
+        durable. None when nothing was queued."""
+        batch, self._finished = self._finished, []
         if not batch:
             return None
+        messages = [m for _, replies in batch for m in replies]
+        writes = Writes(docs=[job_doc(job, job.finished_at or self.wall()) for job, _ in batch])
         try:
-            done = self.gw.core.accept_nowait(messages, writes)
+            done = await self.gw.core.accept_in_order(messages, writes, wait=wait)
         except Exception as exc:
             self._not_committed(batch, exc)
             return None
         for job, _ in batch:
             self._jobs.discard(job.id)
         return done
-
-    async def commit_finished(self) -> None:
-        """Commit the jobs answered so far with their replies, and wait for that commit."""
-        batch, messages, writes = self._take_finished()
-        if not batch:
-            return
-        try:
-            await self.gw.core.accept(messages, writes)
-        except Exception as exc:
-            self._not_committed(batch, exc)
-            return
-        for job, _ in batch:
-            self._jobs.discard(job.id)
 
     def statistics(self) -> ServicesStatistics:
         return ServicesStatistics(dict(self._handled), len(self._jobs), self._in_flight, self._forwards_ok,

@@ -493,7 +493,7 @@ async def test_answers_that_cannot_be_queued_for_a_commit_are_forwarded_again_la
         e.services._finished.append((j, []))
         j.state = "done"
         e.gw.core.accept_nowait = None  # type: ignore[assignment,method-assign]  # a bug: calling it raises
-        assert e.services.queue_finished() is None
+        assert await e.services.commit_finished(wait=False) is None
         assert j.state == "pending" and [(due, q.id) for due, _, q in e.services._timers] == [(T0 + 60, j.id)]
 
 
