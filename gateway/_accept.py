@@ -400,7 +400,7 @@ class Acceptor:
             writes.idempotency.append(IdempotencyRecord(account.id, key, body_hash, slots, now))
         try:
             if messages:
-                await self.gw.core.accept(messages, writes)
+                await self.gw.core.accept(messages, writes, bulk=True)  # new rows only: the store's bulk lane
             elif writes.idempotency:
                 await self.gw.store.write(writes)
         except StoreClosed as exc:

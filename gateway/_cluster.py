@@ -199,7 +199,8 @@ class ClusterStore:
             return all(have.get(mid, v) == v for mid, v in writes.expect.items())
         return True
 
-    async def write(self, writes: Writes) -> list[int]:
+    async def write(self, writes: Writes, *, bulk: bool = False) -> list[int]:
+        """The Store protocol's write. Commits keep their order here: a bulk write is an ordinary one."""
         rw = self._prepare(writes)
         result = await self.inner.commit(rw)
         await self._settle(rw, result)

@@ -453,8 +453,10 @@ class GatewayCore:
 
     # ---- accepting -------------------------------------------------------------------------------------
 
-    async def accept(self, messages: list[Message], writes: Writes | None = None) -> None:
-        """Make `messages` durable, then queue them (Rule 1).
+    async def accept(self, messages: list[Message], writes: Writes | None = None, *, bulk: bool = False) -> None:
+        """Make `messages` durable, then queue them (Rule 1). With `bulk` (the HTTP API's messages, whose
+        `writes` hold nothing but their idempotency record), the store may commit them after writes made later
+        (Rule 4 of _store): never for writes that update what another write may update too.
 
         Raises:
             StoreClosed: the store cannot make them durable; nothing was accepted.
@@ -466,7 +468,7 @@ class GatewayCore:
             return
         w = writes or Writes()
         w.messages.extend(messages)
-        await self.store.write(w)
+        await self.store.write(w, bulk=bulk)
         self._queue_accepted(messages, now)
 
     def accept_nowait(self, messages: list[Message], writes: Writes | None = None) -> anyio.Event:

@@ -1225,8 +1225,9 @@ class RedisStore:
         await pending.done.wait()
         return pending.result()
 
-    async def write(self, writes: Writes) -> list[int]:
-        """The Store protocol's write: durable once it returns; the ids given to new early receipts.
+    async def write(self, writes: Writes, *, bulk: bool = False) -> list[int]:
+        """The Store protocol's write: durable once it returns; the ids given to new early receipts. Commits keep
+        their order: a bulk write is an ordinary one.
 
         Raises:
             StoreClosed: the store is closed or the commit failed.

@@ -31,6 +31,7 @@ from gateway._accept import (
 from gateway._config import AccountConfig, hash_api_key, parse_config
 from gateway._daemon import Gateway
 from gateway._model import MessageStatus
+from gateway._store import Writes
 from smpp import Concatenation, encode_message, split_message
 
 pytestmark = pytest.mark.anyio
@@ -320,6 +321,22 @@ async def test_accepted_messages_are_durable_and_queued(gw: Gateway) -> None:
         assert stored is not None and stored.text == msg.text
         assert msg.id in gw.core.messages
     assert gw.core.ready_count == 2
+
+
+async def test_accepted_messages_take_the_store_s_bulk_lane(gw: Gateway, monkeypatch: pytest.MonkeyPatch) -> None:
+    seen: list[tuple[int, int, bool]] = []
+    write = gw.store.write
+
+    async def spy(writes: Writes, *, bulk: bool = False) -> list[int]:
+        seen.append((len(writes.messages), len(writes.idempotency), bulk))
+        return await write(writes, bulk=bulk)
+
+    monkeypatch.setattr(gw.store, "write", spy)
+    acme = account(gw, "acme")
+    await Acceptor(gw).submit(acme, [req(), req(text="two")], batch=True, idempotency_key="b",
+                              body_hash="h")
+    # New rows only (Rule 4 of _store): the SMSC sessions' writes may commit before them.
+    assert seen == [(2, 1, True)]
 
 
 async def test_idempotent_replay_and_conflict(gw: Gateway) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from functools import partial
 from pathlib import Path
 
 import anyio
@@ -151,4 +152,80 @@ async def test_cleared_callbacks_start_no_commit_but_ride_the_next_one_or_the_la
             await done.wait()  # alone, it is committed within lazy_flush_s
         assert list(store.callback_pending()) == []
         await store.write(Writes())  # an empty write is a barrier: it returns once a commit has run
+        tg.cancel_scope.cancel()
+
+
+# ---- the bulk lane (Rule 4) ------------------------------------------------------------------------------
+
+
+def bulk_writes(n: int = 3, size: int = 400) -> list[list[Message]]:
+    return [[message() for _ in range(size)] for _ in range(n)]
+
+
+async def test_bulk_writes_commit_a_few_hundred_messages_at_a_time_and_later_writes_go_first(
+        tmp_path: Path) -> None:
+    from gateway._store import BULK_PER_COMMIT
+
+    assert 400 <= BULK_PER_COMMIT < 800  # two writes of 400 never share a commit
+    store = SqliteStore(tmp_path / "gw.db", commit_interval_s=0.05)  # all four are waiting at the first commit
+    bulks = bulk_writes()
+    ordinary = message(MessageStatus.SUBMITTED)
+    finished: list[str] = []
+
+    async def write(name: str, writes: Writes, bulk: bool) -> None:
+        assert await store.write(writes, bulk=bulk) == []
+        finished.append(name)
+
+    async with anyio.create_task_group() as tg:
+        await tg.start(store.run)
+        commits = store.statistics().commits
+        async with anyio.create_task_group() as writers:
+            for n, msgs in enumerate(bulks):
+                writers.start_soon(write, f"bulk {n}", Writes(messages=msgs), True)
+            writers.start_soon(write, "ordinary", Writes(messages=[ordinary]), False)
+        # The ordinary write, made last, rode the first commit with the oldest bulk write; the others followed,
+        # one commit each, in the order they were made.
+        assert set(finished[:2]) == {"ordinary", "bulk 0"} and finished[2:] == ["bulk 1", "bulk 2"]
+        assert store.statistics().commits - commits == 3
+        assert all(store.get(m.id) == m for msgs in bulks for m in msgs)
+        assert store.get(ordinary.id) == ordinary
+        tg.cancel_scope.cancel()
+
+
+async def test_an_empty_write_waits_for_every_bulk_write_made_before_it(tmp_path: Path) -> None:
+    store = SqliteStore(tmp_path / "gw.db", commit_interval_s=0.05)
+    bulks = bulk_writes()
+    async with anyio.create_task_group() as tg:
+        await tg.start(store.run)
+        for msgs in bulks:
+            tg.start_soon(partial(store.write, Writes(messages=msgs), bulk=True))
+        await anyio.sleep(0)  # they are in the lane
+        assert store.statistics().pending_writes == 1200
+        await store.write(Writes())
+        assert all(store.get(m.id) is not None for msgs in bulks for m in msgs)
+        assert store.statistics().pending_writes == 0
+        tg.cancel_scope.cancel()
+
+
+async def test_bulk_writes_waiting_at_shutdown_are_committed(tmp_path: Path) -> None:
+    db = tmp_path / "gw.db"
+    store = SqliteStore(db, commit_interval_s=10.0)  # would wait 10 s before committing
+    bulks = bulk_writes()
+    async with anyio.create_task_group() as tg:
+        await tg.start(store.run)
+        for msgs in bulks:
+            tg.start_soon(partial(store.write, Writes(messages=msgs), bulk=True))
+        await anyio.sleep(0.05)
+        tg.cancel_scope.cancel()
+    again = SqliteStore(db)
+    again.open_sync()
+    assert sum(1 for _ in again.open_messages()) == 1200
+
+
+async def test_a_bulk_write_takes_no_early_receipts(tmp_path: Path) -> None:
+    store = SqliteStore(tmp_path / "gw.db")
+    async with anyio.create_task_group() as tg:
+        await tg.start(store.run)
+        with pytest.raises(ValueError, match="early receipts"):
+            await store.write(Writes(early_receipts=[("sim", b"pdu")]), bulk=True)
         tg.cancel_scope.cancel()

@@ -16,6 +16,7 @@ import anyio.abc
 import msgspec
 import pytest
 
+import gateway._store
 from gateway._model import Message, new_message_id
 from gateway._store import PIPELINE_DEPTH, SqliteStore, StoreClosed, Writes, sql_batch
 from gateway._storeproc import BATCH_FIELDS, connect, execute_batch
@@ -286,3 +287,62 @@ async def test_a_failed_commit_fails_the_batch_sent_after_it_which_is_never_appl
     assert "IntegrityError" in str(errors["bad"]) and "IntegrityError" in str(errors["after"])
     assert failure and not store.is_open
     assert count(path, "messages") == 0  # the child stopped at the failed commit
+
+
+
+async def test_bulk_writes_in_flight_stay_within_a_commit_s_worth_and_later_writes_pass_them(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(gateway._store, "BULK_PER_COMMIT", 4)  # small frames: a stopped child reads none
+    store = SqliteStore(tmp_path / "gw.db", writer="process")
+    bulks = [[message() for _ in range(3)] for _ in range(3)]  # no two share a commit
+    ordinary = message()
+    finished: list[str] = []
+
+    async def write(name: str, writes: Writes, bulk: bool = False) -> None:
+        await store.write(writes, bulk=bulk)
+        finished.append(name)
+
+    async with anyio.create_task_group() as tg:
+        await tg.start(store.run)
+        assert store._process is not None
+        os.kill(store._process.pid, signal.SIGSTOP)  # the first commit stays in flight
+        try:
+            for n, msgs in enumerate(bulks):
+                tg.start_soon(write, f"bulk {n}", Writes(messages=msgs), True)
+            await _until(lambda: len(store._inflight) == 1)
+            tg.start_soon(write, "ordinary", Writes(messages=[ordinary]))
+            await _until(lambda: len(store._inflight) == 2)  # sent at once, past the bulk writes still waiting
+            await anyio.sleep(0.05)
+            assert len(store._inflight) == 2 and len(store._bulk) == 2
+            assert [len(b.riders) for b, _ in store._inflight] == [1, 0]
+        finally:
+            os.kill(store._process.pid, signal.SIGCONT)
+        await _until(lambda: len(finished) == 4)
+        assert finished == ["bulk 0", "ordinary", "bulk 1", "bulk 2"]
+        assert all(store.get(m.id) == m for msgs in bulks for m in msgs)
+        tg.cancel_scope.cancel()
+
+
+async def test_bulk_writes_waiting_when_the_writer_dies_fail_instead_of_hanging(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(gateway._store, "BULK_PER_COMMIT", 4)
+    store = SqliteStore(tmp_path / "gw.db", writer="process")
+    errors: list[BaseException] = []
+
+    async def write() -> None:
+        try:
+            await store.write(Writes(messages=[message() for _ in range(3)]), bulk=True)
+        except StoreClosed as exc:
+            errors.append(exc)
+
+    with pytest.raises(BaseExceptionGroup):
+        async with anyio.create_task_group() as tg:
+            await tg.start(store.run)
+            assert store._process is not None
+            os.kill(store._process.pid, signal.SIGSTOP)
+            for _ in range(3):
+                tg.start_soon(write)
+            await _until(lambda: len(store._inflight) == 1 and len(store._bulk) == 2)
+            store._process.kill()
+            await _until(lambda: len(errors) == 3)
+    assert all("ended" in str(e) for e in errors)
