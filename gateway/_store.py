@@ -289,12 +289,13 @@ class SqliteStore:
     reading the answer. The child applies them in order and stops at the first that fails, and each
     batch's waiters learn of its own commit, so a batch is never reported durable before the ones before it.
 
-    Bulk writes (Rule 4: the HTTP API's accepted messages) wait in a lane of their own, and each commit takes
-    every ordinary write plus at most `BULK_PER_COMMIT` messages of them. Under a burst of batch requests, the
-    writes of submit_sm_resps and receipts, which hold the SMSC window's slots until they are durable, so wait
-    behind a few hundred new messages instead of thousands: the sessions keep sending while the burst is
-    accepted (bench/RESULTS.md, 2026-11-25 06:30: the SMSC side crawled at 2,000 to 3,500 submits a second
-    during such a burst without the lane). An empty write, a barrier, takes every bulk write waiting.
+    Bulk writes (Rule 4: the HTTP API's accepted messages) wait in a lane of their own. Each commit takes every
+    ordinary write, and whole bulk writes while the bulk messages in flight stay within `BULK_PER_COMMIT`. Under
+    a burst of batch requests, the writes of submit_sm_resps and receipts, which hold the SMSC window's slots
+    until they are durable, so wait behind a few hundred new messages instead of thousands, and the sessions
+    keep sending while the burst is accepted. Without the lane the submits crawled at 2,000 to 3,500 a second
+    during such a burst (bench/RESULTS.md, "The store's bulk lane", 2026-11-25). An empty write, a barrier,
+    takes every bulk write waiting.
     """
 
     def __init__(self, path: str | Path, *, synchronous: str = "normal", commit_interval_s: float = 0.0,
