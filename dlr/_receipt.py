@@ -23,9 +23,14 @@ from datetime import datetime
 from enum import Enum
 from typing import NamedTuple
 
-from smpp import DataSm, DeliverSm, EsmClass, Pdu, Tlvs
+from smpp import TLV_BY_NAME, DataSm, DeliverSm, EsmClass, Pdu, Tlvs
 
 from ._status import ReceiptStatus, status_from_message_state, status_from_stat
+
+_ABSENT = object()
+_TAG_RECEIPTED_ID = TLV_BY_NAME["receipted_message_id"].tag
+_TAG_MESSAGE_STATE = TLV_BY_NAME["message_state"].tag
+_TAG_NETWORK_ERROR = TLV_BY_NAME["network_error_code"].tag
 
 __all__ = [
     "NetworkError",
@@ -335,11 +340,27 @@ def _build(text: str, fields: dict[str, str], extra: list[tuple[str, str]], *, k
 
 
 def _receipt_tlvs(tlvs: Tlvs) -> tuple[str | None, int | None, NetworkError | None]:
-    """The receipt's TLVs (§5.3.2.12, .35, .31): receipted_message_id, message_state, network_error_code."""
+    """The receipt's TLVs (§5.3.2.12, .35, .31): receipted_message_id, message_state, network_error_code.
+
+    What `tlvs.get_str`, `get_int` and `get_bytes` of each would give (the first of a repeated tag), read in one
+    pass over the pairs: 0.40 against 0.77 us for a receipt's two TLVs (timeit)."""
     if not tlvs:  # most SMSCs send none: no lookups
         return None, None, None
-    return (tlvs.get_str("receipted_message_id"), tlvs.get_int("message_state"),
-            NetworkError.from_tlv(tlvs.get_bytes("network_error_code")))
+    rid: object = _ABSENT
+    state: object = _ABSENT
+    nec: object = _ABSENT
+    for tag, value in tlvs.items_in_order():
+        if tag == _TAG_RECEIPTED_ID:
+            if rid is _ABSENT:
+                rid = value
+        elif tag == _TAG_MESSAGE_STATE:
+            if state is _ABSENT:
+                state = value
+        elif tag == _TAG_NETWORK_ERROR and nec is _ABSENT:
+            nec = value
+    return (rid.decode("latin-1") if isinstance(rid, bytes) else rid if isinstance(rid, str) else None,
+            state if isinstance(state, int) else None,
+            NetworkError.from_tlv(nec) if isinstance(nec, bytes) else None)
 
 
 def _appendix_b(pdu: DeliverSm | DataSm, kind: ReceiptKind, text: str, m: re.Match[str]) -> Receipt:

@@ -27,7 +27,8 @@ from dlr import (
     receipt_kind,
 )
 from dlr._receipt import _build, _pdu_text, _split_any, _split_fields
-from smpp import DataSm, DeliverSm, SubmitSm, Tlvs, decode_pdu
+from dlr._receipt import _receipt_tlvs as read_receipt_tlvs
+from smpp import TLV_BY_NAME, DataSm, DeliverSm, SubmitSm, Tlvs, decode_pdu
 
 S = ReceiptStatus
 
@@ -528,3 +529,16 @@ def test_parse_receipt_fast_path_builds_what_the_general_path_builds(
                      network_error=NetworkError.from_tlv(pdu.tlvs.get_bytes("network_error_code")),
                      source_addr=pdu.source_addr, destination_addr=pdu.destination_addr)
     assert parse_receipt(pdu) == general
+
+
+_TLV_VALUES = st.one_of(st.none(), st.integers(0, 255), st.text(max_size=8), st.binary(max_size=4))
+
+
+@given(st.lists(st.tuples(st.sampled_from(["receipted_message_id", "message_state", "network_error_code",
+                                           "user_message_reference", "source_port"]), _TLV_VALUES), max_size=6))
+def test_the_receipt_tlvs_read_in_one_pass_as_the_mapping_reads_them(pairs: list[tuple[str, object]]) -> None:
+    """`_receipt_tlvs` reads the three TLVs in one pass: the first of a repeated tag, each value taken only when
+    of its type, exactly as Tlvs.get_str, get_int and get_bytes do (whatever a broken PDU carries)."""
+    tlvs = Tlvs.from_pairs(tuple((TLV_BY_NAME[name].tag, value) for name, value in pairs if value is not None))
+    assert read_receipt_tlvs(tlvs) == (tlvs.get_str("receipted_message_id"), tlvs.get_int("message_state"),
+                                   NetworkError.from_tlv(tlvs.get_bytes("network_error_code")))
