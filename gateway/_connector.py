@@ -84,6 +84,17 @@ _LANGUAGES = {"turkish": NationalLanguage.TURKISH, "spanish": NationalLanguage.S
               "portuguese": NationalLanguage.PORTUGUESE}
 _ALNUM = re.compile(r"[^0-9+]")
 _RECEIPT_BATCH = 500  # receipts resolved in one Redis round trip, at most (Rule 4)
+_tuple_new = tuple.__new__
+_SUBMIT_DEFAULTS = list(SubmitSm())  # what `build_parts` does not set: sequence number 0, §5.2 defaults
+(_S_SERVICE_TYPE, _S_SOURCE_TON, _S_SOURCE_NPI, _S_SOURCE, _S_DEST_TON, _S_DEST_NPI, _S_DEST, _S_ESM_CLASS,
+ _S_REGISTERED, _S_DATA_CODING, _S_SHORT_MESSAGE, _S_TLVS) = (SubmitSm.field_names.index(name) for name in (
+    "service_type", "source_addr_ton", "source_addr_npi", "source_addr", "dest_addr_ton", "dest_addr_npi",
+    "destination_addr", "esm_class", "registered_delivery", "data_coding", "short_message", "tlvs"))
+_UDHI = int(EsmClass.UDHI)
+
+
+def _languages(cfg: SmscConfig) -> tuple[NationalLanguage, ...]:
+    return tuple(_LANGUAGES[n.lower()] for n in cfg.national_languages)
 
 
 class _Done:
@@ -196,6 +207,7 @@ class Connector:
         self.clock = clock
         self.rate = AdaptiveRate(cfg.throughput_per_s, recover_s=cfg.throttle_backoff_s)
         self.refs = ReferenceCounter()
+        self._languages = _languages(cfg)
         self._backlog: deque[Job] = deque()
         self._takers: list[anyio.Event] = []
         self._live: list[_Live] = []
@@ -247,6 +259,7 @@ class Connector:
             raise ValueError(f"settings of SMSC {cfg.name!r} handed to connector {self.name!r}")
         old = self.cfg
         self.cfg = cfg
+        self._languages = _languages(cfg)
         if (cfg.throughput_per_s, cfg.throttle_backoff_s) != (old.throughput_per_s, old.throttle_backoff_s):
             self.rate.ceiling_per_s = cfg.throughput_per_s
             self.rate.recover_s = cfg.throttle_backoff_s
@@ -311,7 +324,7 @@ class Connector:
         method = _CONCAT[cfg.concatenation]
         alphabet = _ALPHABETS.get(msg.encoding)
         encoded = encode_message(msg.text, method=method, alphabet=alphabet, allow_latin1=cfg.allow_latin1,
-                                 languages=tuple(_LANGUAGES[n.lower()] for n in cfg.national_languages))
+                                 languages=self._languages)
         if msg.concat_ref is None:
             msg.concat_ref = self.refs.next(msg.to)
         parts = split_message(encoded, method, msg.concat_ref)
@@ -333,7 +346,7 @@ class Connector:
             source = premium_source or source
         src_ton, src_npi = self._source_ton_npi(source)
         registered = 1 if (cfg.registered_delivery and msg.registered_delivery) else 0
-        out = []
+        out: list[SubmitSm] = []
         for part in parts:
             tlvs: dict[str, object] = {}
             if part.sar is not None:
@@ -342,15 +355,22 @@ class Connector:
             if part.payload is not None:
                 tlvs["message_payload"] = part.payload
             tlvs.update(extra)
-            # NO_TLVS when there are none: the encoder skips its TLV pass for it (1 us of 3 per submit_sm)
-            out.append(SubmitSm(
-                service_type=service_type, source_addr_ton=src_ton, source_addr_npi=src_npi,
-                source_addr=source, dest_addr_ton=cfg.dest_ton, dest_addr_npi=cfg.dest_npi,
-                destination_addr=msg.to, esm_class=EsmClass.UDHI if part.udhi else 0,
-                registered_delivery=registered, data_coding=part.data_coding,
-                short_message=part.short_message if part.payload is None else b"",
-                tlvs=Tlvs(tlvs) if tlvs else NO_TLVS,  # type: ignore[arg-type]
-            ))
+            # The fields by position into a copy of SubmitSm's defaults: 0.3 against 0.9 us for SubmitSm(**fields)
+            # (timeit). NO_TLVS when there are none: the encoder skips its TLV pass for it (1 us of 3 a submit_sm).
+            v = _SUBMIT_DEFAULTS.copy()
+            v[_S_SERVICE_TYPE] = service_type
+            v[_S_SOURCE_TON] = src_ton
+            v[_S_SOURCE_NPI] = src_npi
+            v[_S_SOURCE] = source
+            v[_S_DEST_TON] = cfg.dest_ton
+            v[_S_DEST_NPI] = cfg.dest_npi
+            v[_S_DEST] = msg.to
+            v[_S_ESM_CLASS] = _UDHI if part.udhi else 0
+            v[_S_REGISTERED] = registered
+            v[_S_DATA_CODING] = part.data_coding
+            v[_S_SHORT_MESSAGE] = part.short_message if part.payload is None else b""
+            v[_S_TLVS] = Tlvs(tlvs) if tlvs else NO_TLVS  # type: ignore[arg-type]
+            out.append(_tuple_new(SubmitSm, v))
         return out
 
     def _source_ton_npi(self, source: str) -> tuple[int, int]:
