@@ -16,6 +16,7 @@ lives `ttl_s` from its registration, so the oldest entry is always first in line
 
 from __future__ import annotations
 
+import math
 from collections import OrderedDict, deque
 from dataclasses import dataclass
 from typing import NamedTuple
@@ -128,6 +129,8 @@ class Correlator:
         self._park_ttl_s = park_ttl_s
         self._default_policy = default_policy
         self._entries: OrderedDict[tuple[str, str], _Entry] = OrderedDict()
+        # No entry expires before this (at most the oldest's expiry): most calls need not look at the oldest.
+        self._expiry_floor = math.inf
         self._parked: OrderedDict[int, _Parked] = OrderedDict()
         self._parked_by_key: dict[tuple[str, str], list[int]] = {}
         self._orphans: deque[Receipt] = deque(maxlen=max_parked)
@@ -172,6 +175,8 @@ class Correlator:
             return []
         self._registered += 1
         entry = _Entry(message_id, part, destination, now + self._ttl_s)
+        if entry.expires_at < self._expiry_floor:
+            self._expiry_floor = entry.expires_at
         entries = self._entries
         for key in keys:
             k = (smsc, key)
@@ -243,12 +248,16 @@ class Correlator:
         )
 
     def _expire_entries(self, now: float) -> None:
+        if now < self._expiry_floor:
+            return
         entries = self._entries
         while entries:
             k, entry = next(iter(entries.items()))
             if entry.expires_at > now:
+                self._expiry_floor = entry.expires_at
                 return
             del entries[k]
+        self._expiry_floor = math.inf
 
     def _park(self, smsc: str, receipt: Receipt, keys: tuple[str, ...], now: float) -> None:
         seq = self._next_seq

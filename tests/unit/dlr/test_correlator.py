@@ -202,3 +202,26 @@ def test_every_receipt_is_handed_over_exactly_once_whatever_the_order(events: li
     assert got == {i: f"m-{i}" for i in range(6)}
     assert c.statistics().parked == 0
     assert c.expire(now=1e9) == []
+
+
+@given(st.lists(st.tuples(st.sampled_from(["register", "match", "expire"]), st.sampled_from(["1", "2", "3"]),
+                          st.floats(min_value=0.0, max_value=30.0)), max_size=40))
+def test_registrations_expire_exactly_when_their_time_is_up(ops: list[tuple[str, str, float]]) -> None:
+    """Against a model that forgets each registration `ttl_s` after it was made (times only move forward, as the
+    monotonic clock the gateway passes): the correlator skips looking for expired entries while none can be."""
+    c = Correlator(ttl_s=10.0)
+    model: dict[str, float] = {}  # key -> expires_at
+    now = 0.0
+    for op, key, step in ops:
+        now += step
+        live = {k: t for k, t in model.items() if t > now}
+        if op == "register":
+            c.register("opA", key, f"m-{key}", 0, now)
+            live[key] = now + 10.0
+        elif op == "match":
+            hit = c.match("opA", _r(key), now=now)
+            assert (hit is not None) == (key in live)
+        else:
+            c.expire(now)
+        model = live
+        assert len(c) == len(model)
