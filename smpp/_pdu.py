@@ -125,6 +125,7 @@ def _finish(cls: Any, body: list[FieldInfo]) -> None:
     new = env["__new__"]
     new.__qualname__ = f"{cls.__name__}.__new__"
     cls.__new__ = new
+    cls._body_defaults = (*(f.default for f in body), NO_TLVS)
     PDU_CLASSES[cls.command_id] = cls
 
 
@@ -133,6 +134,7 @@ class Pdu(tuple[Any, ...], metaclass=_PduMeta):
 
     command_id: ClassVar[int]
     response: ClassVar["type[Pdu] | None"] = None
+    _body_defaults: ClassVar[tuple[Any, ...]] = ()  # the body's defaults and no TLVs (set by `_finish`)
     request: ClassVar["type[Pdu] | None"] = None
     fields: ClassVar[tuple[FieldInfo, ...]] = ()
     field_names: ClassVar[tuple[str, ...]] = ()
@@ -178,9 +180,12 @@ class Pdu(tuple[Any, ...], metaclass=_PduMeta):
         Raises:
             TypeError: this PDU is not a request with a response.
         """
-        if self.response is None:
+        response = self.response
+        if response is None:
             raise TypeError(f"{self.name} has no response PDU")
-        return self.response(sequence_number=self.sequence_number, **fields)
+        if not fields:  # every body field its default: the tuple at once (0.3 against 0.7 us, timeit)
+            return _tuple_new(response, (0, self[1], *response._body_defaults))
+        return response(sequence_number=self[1], **fields)
 
     def __eq__(self, other: object) -> bool:
         if type(other) is type(self):

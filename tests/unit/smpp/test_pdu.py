@@ -48,6 +48,7 @@ from smpp import (
     Unbind,
     UnbindResp,
     UnsuccessSme,
+    encode_pdu,
 )
 from smpp._fields import CStr, DestAddressList, Int, Octets, UnsuccessSmeList
 
@@ -429,6 +430,9 @@ def test_make_response_repeats_the_sequence_number(request_cls: type[Pdu], respo
     assert type(resp) is response_cls
     assert resp.sequence_number == 0x7FFFFFFF  # §2.6: a response carries its request's sequence_number
     assert resp.command_status == 0
+    # Without fields it is built at once from the defaults: the same PDU as the keyword constructor's.
+    assert resp == response_cls(sequence_number=0x7FFFFFFF)
+    assert encode_pdu(resp) == encode_pdu(response_cls(sequence_number=0x7FFFFFFF))
 
 
 def test_make_response_takes_fields() -> None:
