@@ -608,7 +608,8 @@ class GatewayCore:
         # On a cluster, receipts that came first are parked in Redis and come back with this commit (_cluster).
         early = [] if self.cluster is not None else self.correlator.register(
             scope, smsc_message_id, msg.id, part, time.monotonic(), policy=policy, destination=msg.to, keys=keys)
-        if all(p.smsc_message_id for p in msg.parts) and msg.status is MessageStatus.QUEUED:
+        parts = msg.parts
+        if (len(parts) == 1 or all(p.smsc_message_id for p in parts)) and msg.status is MessageStatus.QUEUED:
             msg.smsc = smsc
             msg.set_status(MessageStatus.SUBMITTED, now, "", smsc)
             msg.on_wire = False
@@ -742,20 +743,23 @@ class GatewayCore:
         now = self.wall()
         if part >= len(msg.parts):
             msg.parts.extend(Part() for _ in range(part + 1 - len(msg.parts)))
-        detail = receipt.stat or receipt.status.value
-        if receipt.error_code is not None:
-            detail = f"{detail} err={receipt.error_code}"
-        if not receipt.status.is_final:
-            msg.history.append(StatusChange(now, receipt.status.value.lower(), detail, smsc))
+        rstatus = receipt.status
+        value = rstatus.value
+        detail = receipt.stat or value
+        code = receipt.error_code
+        if code is not None:
+            detail = f"{detail} err={code}"
+        if not rstatus.is_final:
+            msg.history.append(StatusChange(now, value.lower(), detail, smsc))
             writes.messages.append(msg)
             return msg
-        msg.parts[part].receipt = receipt.status.value
+        msg.parts[part].receipt = value
         if len(msg.parts) == 1:  # the fold of one part is its status
-            folded: ReceiptStatus | None = receipt.status
+            folded: ReceiptStatus | None = rstatus
         else:
             folded = fold_part_statuses(ReceiptStatus(p.receipt) if p.receipt else None for p in msg.parts)
         if folded is None or not folded.is_final:
-            msg.history.append(StatusChange(now, f"part {part + 1}: {receipt.status.value.lower()}", detail, smsc))
+            msg.history.append(StatusChange(now, f"part {part + 1}: {value.lower()}", detail, smsc))
             writes.messages.append(msg)
             return msg
         status = RECEIPT_TO_STATUS.get(folded, MessageStatus.UNKNOWN)
