@@ -199,7 +199,8 @@ def new_message_id(now: float | None = None) -> MessageId:
     first ten characters), then 80 random bits (sixteen).
 
     The time's characters are kept for the millisecond (a batch's ids share it) and the random ones are made
-    6,400 bytes at a time: see bench/RESULTS.md for the cost against encoding each id's 130 bits by pairs."""
+    6,400 bytes at a time: 0.42 us an id, against 1.45 us for encoding each id's 130 bits by pairs
+    (bench/RESULTS.md, "Smaller steps on every message's path")."""
     ms = int((time.time() if now is None else now) * 1000)
     cached = _head[0]
     if cached[0] != ms:

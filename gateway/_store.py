@@ -263,7 +263,7 @@ class _Batch:
             batch.done.set()
 
 
-BULK_PER_COMMIT = 500  # messages of bulk writes one commit takes at most (at least one whole write)
+BULK_PER_COMMIT = 500  # bulk messages sent to be committed and not answered yet, at most (at least one write)
 
 
 class SqliteStore:
