@@ -34,7 +34,7 @@ import msgspec
 from anyio.streams.buffered import BufferedByteReceiveStream
 
 from ._model import DECODER, ENCODER, Message
-from ._storeproc import BATCH_FIELDS, connect, execute_batch
+from ._storeproc import BATCH_FIELDS, checkpoint, connect, execute_batch
 
 __all__ = ["EarlyReceipt", "IdempotencyRecord", "SqliteStore", "Store", "StoreClosed", "StoreStatistics", "Writes"]
 
@@ -572,7 +572,7 @@ class SqliteStore:
         try:
             while True:
                 await anyio.sleep(self.checkpoint_interval_s)
-                await anyio.to_thread.run_sync(conn.execute, "PRAGMA wal_checkpoint(PASSIVE)")
+                await anyio.to_thread.run_sync(checkpoint, conn)
         finally:
             conn.close()
 

@@ -4,6 +4,7 @@ Rule 1: a batch is ten lists of SQL parameters in a fixed order (`BATCH_FIELDS`)
 them in one transaction, in that order, or not at all.
 Rule 2: the writer process answers each batch with one frame, after COMMIT and never before, so the daemon
 sends a 202 only for rows another process can already read.
+Rule 3: the write-ahead log stays bounded under constant writes (`checkpoint`).
 
 With `store.writer: process` the daemon starts `python -m gateway._storeproc PATH SYNCHRONOUS INTERVAL`
 and talks to it over its stdin and stdout: a frame is a 4-byte big-endian length and a MessagePack body.
@@ -24,7 +25,7 @@ from typing import Any, BinaryIO
 
 import msgspec
 
-__all__ = ["BATCH_FIELDS", "connect", "execute_batch", "main"]
+__all__ = ["BATCH_FIELDS", "RESTART_FRAMES", "checkpoint", "connect", "execute_batch", "main"]
 
 BATCH_FIELDS = ("messages", "callbacks_cleared", "smsc_ids", "idempotency", "early_receipts",
                 "early_receipts_done", "mo", "docs", "ledger", "ledger_outcomes")
@@ -48,6 +49,8 @@ _SQL = (
     "INSERT INTO ledger_outcomes(attempt_id, at, state, reason, smsc_message_id) VALUES (?, ?, ?, ?, ?)",
 )
 _EARLY = BATCH_FIELDS.index("early_receipts")
+RESTART_FRAMES = 4096  # log frames (pages, 4 KiB by default) past which a checkpoint restarts the log (Rule 3)
+WAL_SIZE_LIMIT = 64 * 1024 * 1024  # bytes of log file kept when the log restarts
 
 
 def connect(path: str, synchronous: str) -> sqlite3.Connection:
@@ -56,6 +59,7 @@ def connect(path: str, synchronous: str) -> sqlite3.Connection:
     conn.execute("PRAGMA journal_mode=WAL")
     conn.execute(f"PRAGMA synchronous={'FULL' if synchronous == 'full' else 'NORMAL'}")
     conn.execute("PRAGMA busy_timeout=30000")
+    conn.execute(f"PRAGMA journal_size_limit={WAL_SIZE_LIMIT}")  # the log file trimmed back when it restarts
     return conn
 
 
@@ -98,12 +102,28 @@ def _write_frame(stream: BinaryIO, body: bytes) -> None:
     stream.flush()
 
 
+def checkpoint(conn: sqlite3.Connection) -> int:
+    """One checkpoint of the WAL by `conn` (not the writer's connection); returns the log's frames before it.
+
+    Rule 3: PASSIVE copies the log into the database without holding the writer up, but under constant writes
+    it never copies the frames the writer appended meanwhile, so the writer never starts the log afresh: it grew
+    by about 100 MB a minute under load, and every read of a page searched more of it (the store writer's CPU a
+    message +68 % after five 30,000-message runs, bench/RESULTS.md "The write-ahead log's growth"). Once the log
+    holds more than `RESTART_FRAMES`, a RESTART follows: it copies the few frames left, holding the writer's
+    next commit back meanwhile, and then the writer starts the log from its beginning (and `journal_size_limit`
+    trims the file)."""
+    busy, frames, _ = conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+    if not busy and frames > RESTART_FRAMES:
+        conn.execute("PRAGMA wal_checkpoint(RESTART)")
+    return int(frames)
+
+
 def _checkpoints(path: str, synchronous: str, interval_s: float) -> None:
     conn = connect(path, synchronous)
     while True:
         time.sleep(interval_s)
         try:
-            conn.execute("PRAGMA wal_checkpoint(PASSIVE)")
+            checkpoint(conn)
         except sqlite3.Error as exc:  # busy or locked: the next one catches up
             print(f"smppgw store writer: checkpoint failed: {exc}", file=sys.stderr, flush=True)
 

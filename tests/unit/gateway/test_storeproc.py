@@ -346,3 +346,33 @@ async def test_bulk_writes_waiting_when_the_writer_dies_fail_instead_of_hanging(
             store._process.kill()
             await _until(lambda: len(errors) == 3)
     assert all("ended" in str(e) for e in errors)
+
+
+# ---- the write-ahead log stays bounded (Rule 3) --------------------------------------------------------------
+
+
+def test_a_checkpoint_restarts_the_log_once_it_outgrew_the_limit(tmp_path: Path,
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    import gateway._storeproc as storeproc
+
+    monkeypatch.setattr(storeproc, "RESTART_FRAMES", 20)
+    path = tmp_path / "gw.db"
+    schema(path)
+    writer = connect(str(path), "normal")
+    writer.execute("PRAGMA wal_autocheckpoint=0")  # as the writer process runs: checkpoints are another's job
+    checkpointer = connect(str(path), "normal")
+    done: list[str] = []
+    checkpointer.set_trace_callback(done.append)
+    execute_batch(writer, sql_batch(Writes(messages=[message() for _ in range(5)])))
+    assert storeproc.checkpoint(checkpointer) <= 20  # a small log: copied, not restarted
+    assert not any("RESTART" in sql for sql in done)
+    for _ in range(10):
+        execute_batch(writer, sql_batch(Writes(messages=[message() for _ in range(200)])))
+    assert storeproc.checkpoint(checkpointer) > 20
+    assert any("wal_checkpoint(RESTART)" in sql for sql in done)
+    # The writer's next commit starts the log from its beginning: only its own frames are in it.
+    execute_batch(writer, sql_batch(Writes(messages=[message()])))
+    _, frames, _ = checkpointer.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+    assert 0 < frames <= 20
+    writer.close()
+    checkpointer.close()
