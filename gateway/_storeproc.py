@@ -107,7 +107,7 @@ def checkpoint(conn: sqlite3.Connection) -> int:
 
     Rule 3: PASSIVE copies the log into the database without holding the writer up, but under constant writes
     it never copies the frames the writer appended meanwhile, so the writer never starts the log afresh: it grew
-    by about 100 MB a minute under load, and every read of a page searched more of it (the store writer's CPU a
+    by about 3 KB a message for good, and every read of a page searched more of it (the store writer's CPU a
     message +68 % after five 30,000-message runs, bench/RESULTS.md "The write-ahead log's growth"). Once the log
     holds more than `RESTART_FRAMES`, a RESTART follows: it copies the few frames left, holding the writer's
     next commit back meanwhile, and then the writer starts the log from its beginning (and `journal_size_limit`
