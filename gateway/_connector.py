@@ -22,7 +22,7 @@ import random
 import re
 import time
 from collections import deque
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 
 import anyio
@@ -457,9 +457,8 @@ class Connector:
                                         enquire_link_interval_s=cfg.enquire_link_interval_s))
         live: _Live | None = None
 
-        async def handler(ev: Event) -> None:
-            if live is not None:
-                await self._on_event(live, ev)
+        def handler(ev: Event) -> Awaitable[None] | None:
+            return None if live is None else self._on_event_now(live, ev)
 
         def after_events() -> None:
             if live is not None:
@@ -620,6 +619,20 @@ class Connector:
 
     # ---- events ----------------------------------------------------------------------------------------
 
+    def _on_event_now(self, live: _Live, ev: Event) -> Awaitable[None] | None:
+        """The events every message brings, a submit_sm_resp and a receipt, handled at once (no coroutine: the
+        adapter awaits only what this returns); the rest, and a receipt that must wait, by `_on_event`."""
+        if type(ev) is ResponseReceived:
+            req = ev.request
+            if type(req) is SubmitSm:
+                self._on_submit_resp(live, req, ev.response)
+                return None
+        elif type(ev) is RequestReceived:
+            pdu = ev.pdu
+            if type(pdu) is DeliverSm or type(pdu) is DataSm:
+                return self._deliver_now(live, pdu)
+        return self._on_event(live, ev)
+
     async def _on_event(self, live: _Live, ev: Event) -> None:
         match ev:
             case ResponseReceived(request=SubmitSm() as req, response=resp):
@@ -696,6 +709,13 @@ class Connector:
             log.error("smsc=%s id=%s outcome unknown: %s", self.name, job.msg.id, reason)
 
     async def _on_deliver(self, live: _Live, pdu: DeliverSm | DataSm) -> None:
+        pending = self._deliver_now(live, pdu)
+        if pending is not None:
+            await pending
+
+    def _deliver_now(self, live: _Live, pdu: DeliverSm | DataSm) -> Awaitable[None] | None:
+        """Handle a deliver_sm; returns what must still be awaited: a receipt that matched nothing in memory
+        (parked durably first) or any receipt on a cluster (`_receipt_waits`)."""
         reply = pdu.make_response()
         receipt = parse_receipt(pdu)
         if self._batching:  # Rule 4: MO too, so that the answers keep their order (Rule 2)
@@ -707,7 +727,7 @@ class Connector:
                 self._receipts_by_status[key] = self._receipts_by_status.get(key, 0) + 1
             self._delivered.append(_Delivered(live, pdu, reply, receipt))
             self._delivered_wake.set()
-            return
+            return None
         if receipt is None:
             self._mo += 1
             hook = self.mo_hook or self.core.mo_hook
@@ -716,14 +736,30 @@ class Connector:
             group.replies.append(reply)
             if after is not None:
                 group.afters.append(after)
-            return
+            return None
         self._receipts += 1
         key = receipt.status.value
         self._receipts_by_status[key] = self._receipts_by_status.get(key, 0) + 1
-        hit = await self.core.match_or_park(self.name, receipt, pdu)
-        group = self._group(live)  # after the await: a timer pass may have closed the batch meanwhile
+        core = self.core
+        hit = None if core.cluster is not None else core.match_receipt(self.name, receipt)
+        if hit is None:
+            return self._receipt_waits(live, pdu, reply, receipt)
+        self._receipt_matched(live, reply, receipt, hit)
+        return None
+
+    async def _receipt_waits(self, live: _Live, pdu: DeliverSm | DataSm, reply: Pdu, receipt: Receipt) -> None:
+        core = self.core
+        if core.cluster is not None:
+            hit = await core.match_or_park(self.name, receipt, pdu)
+        else:  # early (its submit_sm_resp has not come yet) or unknown: kept durably, then answered
+            await core.park_early(self.name, receipt, pdu)
+            hit = None
+        self._receipt_matched(live, reply, receipt, hit)  # a timer pass may have closed the batch meanwhile
+
+    def _receipt_matched(self, live: _Live, reply: Pdu, receipt: Receipt, hit: tuple[str, int] | None) -> None:
+        group = self._group(live)
         group.replies.append(reply)
-        if hit is None:  # early (its submit_sm_resp has not come yet) or unknown: kept durably, now answered
+        if hit is None:
             return
         self.core.apply_receipt(hit[0], hit[1], receipt, self.name, group.writes)
         row = self.core.early_row(receipt)

@@ -703,10 +703,14 @@ class GatewayCore:
             return await self.cluster.match_or_park(smsc, receipt, encode_pdu(pdu))
         hit = self.match_receipt(smsc, receipt)
         if hit is None:
-            rows = await self.store.write(Writes(early_receipts=[(self.scope(smsc), encode_pdu(pdu))]))
-            if rows:
-                self.park_rows(receipt, rows[0])
+            await self.park_early(smsc, receipt, pdu)
         return hit
+
+    async def park_early(self, smsc: str, receipt: Receipt, pdu: Pdu) -> None:
+        """Keep a receipt that `match_receipt` found no part for durably, until its submit_sm_resp comes."""
+        rows = await self.store.write(Writes(early_receipts=[(self.scope(smsc), encode_pdu(pdu))]))
+        if rows:
+            self.park_rows(receipt, rows[0])
 
     def match_receipt(self, smsc: str, receipt: Receipt) -> tuple[str, int] | None:
         """Our (message_id, part) for a receipt, from memory or the store; None parks it as early."""

@@ -42,7 +42,9 @@ __all__ = [
 
 READ_SIZE = 64 * 1024
 
-EventHandler = Callable[[Event], Awaitable[None]]
+# An async function, or a plain one that returns None when it handled the event at once and an awaitable when
+# it must wait: the common events then cost no coroutine (about 0.1 us each instead of 0.3, three levels deep).
+EventHandler = Callable[[Event], Awaitable[None] | None]
 
 
 class ConnectionLost(SmppError):
@@ -86,7 +88,9 @@ class SmppConnection:
         stream: the connected byte stream.
         session: the session state machine (its role and timers).
         handler: receives every event no `request()` waits for: requests from the peer, responses to
-            requests sent with `send()`, timeouts, rejections and the final ConnectionClosed.
+            requests sent with `send()`, timeouts, rejections and the final ConnectionClosed. What it returns
+            is awaited unless it is None, so a plain function may handle most events at once and return a
+            coroutine for the few that must wait.
         clock: the time source, monotonic seconds (time.monotonic by default: the asyncio and trio
             clocks read the same clock, and calling it directly costs a fraction of anyio.current_time).
         after_events: called once the handler has had every event of one batch (one read, one timer pass, or
@@ -262,7 +266,9 @@ class SmppConnection:
                     err = ev.error  # type: ignore[union-attr]
                     self._finish(reason or ("unbound" if err is None else str(err)))
                 if handler is not None:
-                    await handler(ev)
+                    pending = handler(ev)
+                    if pending is not None:
+                        await pending
         finally:
             if self._after_events is not None:
                 self._after_events()

@@ -243,6 +243,31 @@ async def test_after_events_follows_the_last_event_of_a_read() -> None:
     assert set(seen[4:]) <= {"after"}
 
 
+async def test_a_plain_handler_is_called_and_what_it_returns_is_awaited_in_turn() -> None:
+    seen: list[object] = []
+
+    async def later(seq: int) -> None:
+        await anyio.sleep(0.05)  # the next event waits for this one
+        seen.append(f"{seq} done")
+
+    def handler(ev: Event) -> Awaitable[None] | None:
+        if not isinstance(ev, RequestReceived):
+            return None
+        seq = ev.pdu.sequence_number
+        seen.append(seq)
+        return later(seq) if seq % 2 else None
+    async with loopback(bind_then_deliver(4)) as stream, anyio.create_task_group() as tg:
+        conn = SmppConnection(stream, Session(SessionConfig(Role.ESME)), handler,
+                              after_events=lambda: seen.append("after"))
+        await tg.start(conn.run)
+        await conn.request(BindTransceiver())
+        with anyio.fail_after(5):
+            while "after" not in seen[1:]:
+                await anyio.sleep(0.01)
+        await conn.aclose()
+    assert seen[:7] == [600, 601, "601 done", 602, 603, "603 done", "after"]
+
+
 def leaves(group: BaseExceptionGroup) -> list[BaseException]:
     """The exceptions inside `group` and the groups nested in it."""
     return [leaf for e in group.exceptions
