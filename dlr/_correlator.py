@@ -19,7 +19,7 @@ from __future__ import annotations
 import math
 from collections import OrderedDict, deque
 from dataclasses import dataclass
-from typing import NamedTuple
+from typing import Final, NamedTuple
 
 from ._ids import IdPolicy, correlation_keys, receipt_keys
 from ._receipt import Receipt
@@ -61,12 +61,14 @@ class CorrelatorStatistics:
     parked_evicted_total: int
 
 
-@dataclass(slots=True)
-class _Entry:
-    message_id: str
-    part: int
-    destination: str
-    expires_at: float
+# A registration: (message_id, part, destination, expires_at). A plain tuple of strings and numbers, which the
+# cyclic collector stops tracking the first time it sees one: a gateway keeps one per part for 72 hours, and a
+# tracked object (a slotted class) was walked again by every collection of its generation.
+_Entry = tuple[str, int, str, float]
+_MID: Final = 0
+_PART: Final = 1
+_DEST: Final = 2
+_EXPIRES: Final = 3
 
 
 @dataclass(slots=True)
@@ -174,9 +176,10 @@ class Correlator:
         if not keys:
             return []
         self._registered += 1
-        entry = _Entry(message_id, part, destination, now + self._ttl_s)
-        if entry.expires_at < self._expiry_floor:
-            self._expiry_floor = entry.expires_at
+        expires_at = now + self._ttl_s
+        entry = (message_id, part, destination, expires_at)
+        if expires_at < self._expiry_floor:
+            self._expiry_floor = expires_at
         entries = self._entries
         for key in keys:
             k = (smsc, key)
@@ -200,21 +203,21 @@ class Correlator:
         hits: list[tuple[str, _Entry]] = []
         for key in keys:
             entry = self._entries.get((smsc, key))
-            if entry is not None and entry.expires_at > now:
+            if entry is not None and entry[_EXPIRES] > now:
                 hits.append((key, entry))
         if not hits:
             self._park(smsc, receipt, keys, now)
             return None
         self._matched += 1
         key, entry = hits[0]
-        if any((e.message_id, e.part) != (entry.message_id, entry.part) for _, e in hits):
+        if any(e[_MID] != entry[_MID] or e[_PART] != entry[_PART] for _, e in hits):
             self._ambiguous += 1
             for k, e in hits:
-                if e.destination and receipt.source_addr and _same_number(e.destination, receipt.source_addr):
+                if e[_DEST] and receipt.source_addr and _same_number(e[_DEST], receipt.source_addr):
                     key, entry = k, e
                     break
-            return Match(entry.message_id, entry.part, key, ambiguous=True)
-        return Match(entry.message_id, entry.part, key)
+            return Match(entry[_MID], entry[_PART], key, ambiguous=True)
+        return Match(entry[_MID], entry[_PART], key)
 
     def expire(self, now: float) -> list[Receipt]:
         """Drop what has outlived its time; return the orphans: parked receipts that expired or were pushed out."""
@@ -253,8 +256,8 @@ class Correlator:
         entries = self._entries
         while entries:
             k, entry = next(iter(entries.items()))
-            if entry.expires_at > now:
-                self._expiry_floor = entry.expires_at
+            if entry[_EXPIRES] > now:
+                self._expiry_floor = entry[_EXPIRES]
                 return
             del entries[k]
         self._expiry_floor = math.inf

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import gc
+
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -16,6 +18,18 @@ def _r(text_id: str | None, status: ReceiptStatus = S.DELIVERED, *, tlv_id: str 
     smsc_id = tlv_id if tlv_id is not None else (text_id or "")
     return Receipt(smsc_message_id=smsc_id, status=status, text_id=text_id, receipted_message_id=tlv_id,
                    source_addr=source_addr)
+
+
+def test_registrations_leave_the_cyclic_collectors_sight() -> None:
+    # A gateway keeps one registration per part for days: once collected, none of it may stay tracked (each
+    # tracked object is walked by every collection of its generation).
+    c = Correlator()
+    for i in range(100):
+        c.register("opA", f"{i:x}", f"m-{i}", 0, now=0.0, destination="447911123456")
+    gc.collect()
+    assert c._entries
+    assert not any(gc.is_tracked(key) or gc.is_tracked(entry) for key, entry in c._entries.items())
+    assert c.match("opA", _r("4f"), now=1.0) == Match("m-79", 0, "4f")
 
 
 def test_register_then_match() -> None:
