@@ -41,10 +41,14 @@ class ReceiptStatus(Enum):
     UNKNOWN = "unknown"
     ENROUTE = "enroute"
 
+    # Members are singletons compared by identity, so they may hash by identity, in C: Enum's own __hash__ hashes
+    # the name in Python (0.16 against 0.03 us a lookup), and every receipt is looked up in a few tables.
+    __hash__ = object.__hash__
+
     @property
     def is_final(self) -> bool:
         """True when no later receipt is expected: delivered or failed for good (UNKNOWN included)."""
-        return self not in _NOT_FINAL
+        return self is not _ENROUTE and self is not _ACCEPTED
 
     @property
     def is_failure(self) -> bool:
@@ -62,7 +66,8 @@ class ReceiptStatus(Enum):
         return _MESSAGE_STATE[self]
 
 
-_NOT_FINAL = frozenset({ReceiptStatus.ENROUTE, ReceiptStatus.ACCEPTED})
+_ENROUTE = ReceiptStatus.ENROUTE
+_ACCEPTED = ReceiptStatus.ACCEPTED
 
 _STAT_WORD: dict[ReceiptStatus, str] = {
     ReceiptStatus.DELIVERED: "DELIVRD",

@@ -41,7 +41,7 @@ import msgspec
 
 from ._config import CallbackConfig, Config
 from ._httpclient import Connect, HttpClient, HttpClientError, HttpTimeout, InvalidUrl, Url, parse_url
-from ._model import Message, iso_time
+from ._model import STATUS_VALUE, Message, iso_time
 from ._store import StoreClosed, Writes
 
 if TYPE_CHECKING:
@@ -82,7 +82,7 @@ _ENCODER = msgspec.json.Encoder()
 def status_payload(msg: Message) -> bytes:
     """The JSON object sent for `msg` (alone, or as one element of a batch's array)."""
     return _ENCODER.encode(CallbackStatus(
-        id=msg.id, status=msg.status.value, reference=msg.reference, to=msg.to, source=msg.source,
+        id=msg.id, status=STATUS_VALUE[msg.status], reference=msg.reference, to=msg.to, source=msg.source,
         at=iso_time(msg.status_at), error=msg.error, parts=len(msg.parts), charged=msg.charged,
     ))
 

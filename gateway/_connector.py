@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 import anyio
 import anyio.abc
 
-from dlr import Receipt, parse_receipt
+from dlr import Receipt, ReceiptStatus, parse_receipt
 from routing import mask_msisdn
 from smpp import (
     NO_TLVS,
@@ -68,7 +68,7 @@ from smpp.adapter import ConnectionLost, ResponseTimeout, SmppConnection
 
 from ._config import BindType, Concat, SmscConfig
 from ._core import GatewayCore, SubmitOutcome
-from ._model import Message, Part
+from ._model import FINAL_STATUSES, Message, Part
 from ._mt import ChargeError, charge_fields
 from ._store import StoreClosed, Writes
 from ._throttle import AdaptiveRate
@@ -216,7 +216,7 @@ class Connector:
         self._stopped = anyio.Event()
         self._submits: dict[int, int] = {}
         self._receipts = 0
-        self._receipts_by_status: dict[str, int] = {}
+        self._receipts_by_status: dict[ReceiptStatus, int] = {}  # by member: no `.value` per receipt
         self._mo = 0
         self._bind_failures = 0
         self._reconnects = 0
@@ -613,7 +613,7 @@ class Connector:
         done: anyio.Event | _Done = self.core.store.write_nowait(writes) if writes else _SET
         # A message written by two events of the batch (its submit_sm_resp and its receipt) is handed on once,
         # in the order of its last write: the order in which they became final.
-        finals = list({id(m): m for m in reversed(writes.messages) if m.is_final}.values())[::-1]
+        finals = list({id(m): m for m in reversed(writes.messages) if m.status in FINAL_STATUSES}.values())[::-1]
         live.acks.append((done, group.slots, group.replies, finals, group.afters))
         live.ack_wake.set()
 
@@ -723,7 +723,7 @@ class Connector:
                 self._mo += 1
             else:
                 self._receipts += 1
-                key = receipt.status.value
+                key = receipt.status
                 self._receipts_by_status[key] = self._receipts_by_status.get(key, 0) + 1
             self._delivered.append(_Delivered(live, pdu, reply, receipt))
             self._delivered_wake.set()
@@ -738,7 +738,7 @@ class Connector:
                 group.afters.append(after)
             return None
         self._receipts += 1
-        key = receipt.status.value
+        key = receipt.status
         self._receipts_by_status[key] = self._receipts_by_status.get(key, 0) + 1
         core = self.core
         hit = None if core.cluster is not None else core.match_receipt(self.name, receipt)
@@ -830,7 +830,7 @@ class Connector:
             inflight=sum(len(live.inflight) for live in self._live), window=self.cfg.window,
             rate_per_s=rate.current_per_s, throttle_slowdowns=rate.slowdowns, throttle_waits=self._throttle_waits,
             submits=dict(self._submits), receipts=self._receipts, mo=self._mo, bind_failures=self._bind_failures,
-            reconnects=self._reconnects, receipts_by_status=dict(self._receipts_by_status),
+            reconnects=self._reconnects, receipts_by_status={k.value: n for k, n in self._receipts_by_status.items()},
             awaiting_commit=sum(sum(a[1] for a in live.acks) + (live.group.slots if live.group else 0)
                                 for live in self._live),
         )

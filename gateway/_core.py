@@ -90,6 +90,8 @@ def classify_status(status: int) -> str:
     return SubmitOutcome.RETRY
 
 
+_RECEIPT_VALUE = {s: s.value for s in ReceiptStatus}  # `.value` is a Python property: 0.18 us, this 0.03
+
 RECEIPT_TO_STATUS = {
     ReceiptStatus.DELIVERED: MessageStatus.DELIVERED,
     ReceiptStatus.UNDELIVERABLE: MessageStatus.UNDELIVERABLE,
@@ -748,7 +750,7 @@ class GatewayCore:
         if part >= len(msg.parts):
             msg.parts.extend(Part() for _ in range(part + 1 - len(msg.parts)))
         rstatus = receipt.status
-        value = rstatus.value
+        value = _RECEIPT_VALUE[rstatus]
         detail = receipt.stat or value
         code = receipt.error_code
         if code is not None:

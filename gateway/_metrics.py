@@ -26,7 +26,7 @@ from prometheus_client.registry import Collector
 from smpp import Status
 
 from ._callbacks import CallbackStatistics
-from ._model import Message
+from ._model import STATUS_VALUE, Message
 
 if TYPE_CHECKING:
     from ._daemon import Gateway
@@ -120,7 +120,7 @@ class Metrics:
 
     def observe_final(self, msg: Message, seconds: float) -> None:
         """`msg` reached a final status `seconds` after it was accepted (or its send_at)."""
-        status = msg.status.value
+        status = STATUS_VALUE[msg.status]
         finals = self.finals
         finals[status] = finals.get(status, 0) + 1
         key = (msg.smsc or "", status)

@@ -33,7 +33,7 @@ import anyio.to_thread
 import msgspec
 from anyio.streams.buffered import BufferedByteReceiveStream
 
-from ._model import DECODER, ENCODER, Message
+from ._model import DECODER, ENCODER, FINAL_STATUSES, Message
 from ._storeproc import BATCH_FIELDS, checkpoint, connect, execute_batch
 
 __all__ = ["EarlyReceipt", "IdempotencyRecord", "SqliteStore", "Store", "StoreClosed", "StoreStatistics", "Writes"]
@@ -803,7 +803,7 @@ def sql_batch(w: Writes) -> tuple[list[tuple[Any, ...]], ...]:
     docs: list[tuple[Any, ...]] = list({(d.kind, d.id): d for d in w.docs}.values())  # a Doc is its row
     now = time.time()
     batch = (
-        [(m.id, m.account, int(m.is_final), int(m.callback_pending), m.status_at, ENCODER.encode(m))
+        [(m.id, m.account, int(m.status in FINAL_STATUSES), int(m.callback_pending), m.status_at, ENCODER.encode(m))
          for m in latest.values()],
         [(i,) for i in w.callbacks_cleared],
         [(smsc, key, mid, part, now) for smsc, key, mid, part in w.smsc_ids],

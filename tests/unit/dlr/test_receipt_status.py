@@ -97,6 +97,16 @@ def test_each_status_round_trips_through_its_stat_word_and_message_state(status:
     assert isinstance(status.message_state, MessageState)
 
 
+def test_members_hash_by_identity_and_find_themselves_in_tables() -> None:
+    # ReceiptStatus hashes by identity (in C) instead of Enum's hash of the name: equality is identity, so
+    # every table keyed by members must still find each member, and only it.
+    table = {s: s.value for s in ReceiptStatus}
+    assert all(table[s] == s.value for s in ReceiptStatus)
+    assert len({hash(s) for s in ReceiptStatus}) == len(ReceiptStatus)
+    assert all(hash(s) == object.__hash__(s) for s in ReceiptStatus)
+    assert ReceiptStatus("delivered") in {S.DELIVERED}
+
+
 def test_finality_follows_kannel_not_the_letter_of_5_2_28() -> None:
     # Kannel's handle_dlr: message_state 1 (ENROUTE) and 6 (ACCEPTED) are "buffered"; 2 success;
     # 3, 4, 5, 7, 8 failures.
