@@ -113,16 +113,20 @@ class SmppConnection:
         self._clock = clock
         self._waiters: dict[int, _Waiter] = {}
         self._window_waiters: list[anyio.Event] = []
+        # The two events as plain flags too: `send()` runs for every PDU, and an anyio Event's is_set() and set()
+        # are two Python calls each (about 0.35 us a PDU, against a few hundredths for the flags).
         self._dirty = anyio.Event()
+        self._dirty_set = False
         self._send_lock = anyio.Lock()
         self._closed = anyio.Event()
+        self._is_closed = False
         self._cancel: anyio.CancelScope | None = None
         self.close_reason: str | None = None
         set_nodelay(stream)
 
     @property
     def closed(self) -> bool:
-        return self._closed.is_set()
+        return self._is_closed
 
     async def wait_closed(self) -> None:
         """Wait until the connection is closed (by either side)."""
@@ -136,16 +140,21 @@ class SmppConnection:
         Raises:
             LocalProtocolError: the session refuses it (state, window, unknown response).
         """
-        if self._closed.is_set():
+        if self._is_closed:
             raise ConnectionLost("the connection is closed")
         sent = self.session.send(pdu, now=self._clock())
-        self._dirty.set()
+        if not self._dirty_set:
+            self._mark_dirty()
         return sent
+
+    def _mark_dirty(self) -> None:
+        self._dirty_set = True
+        self._dirty.set()
 
     async def wait_window(self) -> None:
         """Wait until the window has room for one more request."""
         while self.session.window_free <= 0:
-            if self._closed.is_set():
+            if self._is_closed:
                 raise ConnectionLost("the connection is closed")
             ev = anyio.Event()
             self._window_waiters.append(ev)
@@ -185,7 +194,7 @@ class SmppConnection:
 
     async def aclose(self) -> None:
         """Flush what is queued and close the stream; `run()` then returns."""
-        if self._closed.is_set():
+        if self._is_closed:
             return
         with anyio.move_on_after(1, shield=True):
             try:
@@ -210,7 +219,7 @@ class SmppConnection:
                 tg.cancel_scope.cancel()
         finally:
             with anyio.CancelScope(shield=True):
-                if not self._closed.is_set():
+                if not self._is_closed:
                     with anyio.move_on_after(2):
                         await self._dispatch(self.session.connection_lost(), self.close_reason or "cancelled")
                     self._finish(self.close_reason or "cancelled")
@@ -232,7 +241,7 @@ class SmppConnection:
                 return
             events = session.receive_data(data, now=clock())
             if session.has_data_to_send:  # automatic replies: enquire_link_resp, generic_nack
-                self._dirty.set()
+                self._mark_dirty()
             if events:
                 await self._dispatch(events, None)
             if session.state is State.CLOSED:
@@ -281,8 +290,9 @@ class SmppConnection:
                 waiter.error = ConnectionLost(f"connection closed: {self.close_reason}")
                 waiter.event.set()
         self._closed.set()
+        self._is_closed = True
         self._wake_window()
-        self._dirty.set()
+        self._mark_dirty()
 
     def _wake_window(self) -> None:
         if self._window_waiters:
@@ -302,7 +312,8 @@ class SmppConnection:
             while True:
                 await self._dirty.wait()
                 self._dirty = anyio.Event()
-                if self._closed.is_set():
+                self._dirty_set = False
+                if self._is_closed:
                     return
                 await self._flush()
         except (anyio.BrokenResourceError, anyio.ClosedResourceError, OSError) as exc:
@@ -320,7 +331,7 @@ class SmppConnection:
             await anyio.sleep(delay)
             events = session.poll(clock())
             if session.has_data_to_send:  # an enquire_link queued by the timer
-                self._dirty.set()
+                self._mark_dirty()
             if events:
                 await self._dispatch(events, None)
             dead = [ev for ev in events if isinstance(ev, ResponseTimedOut)
