@@ -207,3 +207,11 @@ def test_keys_never_raise_and_are_trimmed(raw: str, fmt: IdFormat) -> None:
     assert all(k and k == k.strip() for k in keys)
     assert len(keys) == len(set(keys))
     assert (keys == ()) is (raw.strip() == "")
+
+
+@given(st.text(alphabet=st.sampled_from("0123456789abfxX \u0663\u00b2\uff11-"), max_size=12))
+def test_a_decimal_id_is_ascii_digits_only(raw: str) -> None:
+    # DECIMAL reads [0-9]+ alone: other Unicode digits (Arabic-Indic, superscript, fullwidth) are not a number here.
+    s = raw.strip()
+    expected = (str(int(s)),) if s and all("0" <= c <= "9" for c in s) else ((s,) if s else ())
+    assert smsc_id_keys(raw, IdFormat.DECIMAL) == expected
