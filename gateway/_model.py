@@ -11,6 +11,11 @@ never a reference back to itself or to a live object. So Message, Part and Statu
 cyclic garbage collector (`gc=False`): tens of thousands of them live while they wait for their receipts, and
 the collector walked them on every pass for nothing: 83 -> 30 ms of its time in a batch run of 55,000
 messages (bench/RESULTS.md, "The store's bulk lane", 2026-11-25).
+Rule 5: a record is stored as a MessagePack array of Message's fields in their order (`array_like`): 190 to 250
+bytes against 480 to 540 as a map, so the store writes about half the bytes and its writer spends 15 % less
+(bench/RESULTS.md, "Records as arrays", 2026-11-25). So a new field goes at the end, with a default (a shorter
+array decodes with the defaults), and no field is ever removed, renamed into another's place or reordered;
+`test_model_record.py` pins the order. Records written before, as maps, are still read (`decode_record`).
 """
 
 from __future__ import annotations
@@ -30,6 +35,7 @@ __all__ = [
     "MessageStatus",
     "Part",
     "StatusChange",
+    "decode_record",
     "new_message_id",
 ]
 
@@ -80,8 +86,8 @@ class Part(msgspec.Struct, array_like=True, gc=False):
     smsc: str | None = None
 
 
-class Message(msgspec.Struct, kw_only=True, gc=False):
-    """One MT message, as stored (MessagePack) and as kept in memory while it is not final."""
+class Message(msgspec.Struct, kw_only=True, gc=False, array_like=True):
+    """One MT message, as stored (MessagePack, Rule 5) and as kept in memory while it is not final."""
 
     id: str
     account: str
@@ -215,5 +221,19 @@ def new_message_id(now: float | None = None) -> MessageId:
     return MessageId(cached[1] + _random_tail())
 
 
+class _MapRecord(Message, array_like=False, gc=False):
+    """A record as written before Rule 5: a map of field names."""
+
+
 ENCODER = msgspec.msgpack.Encoder()
 DECODER = msgspec.msgpack.Decoder(Message)
+_MAP_DECODER = msgspec.msgpack.Decoder(_MapRecord)
+_MAP_HEADS = frozenset((*range(0x80, 0x90), 0xDE, 0xDF))  # fixmap, map 16, map 32
+
+
+def decode_record(data: bytes | memoryview) -> Message:
+    """A stored record: an array (Rule 5), or a map written by an earlier version."""
+    if data[0] not in _MAP_HEADS:
+        return DECODER.decode(data)
+    old = _MAP_DECODER.decode(data)
+    return Message(**{name: getattr(old, name) for name in Message.__struct_fields__})

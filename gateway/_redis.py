@@ -83,7 +83,7 @@ import redis.sentinel
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-from ._model import DECODER, ENCODER, Message
+from ._model import ENCODER, Message, decode_record
 from ._store import Doc, EarlyReceipt, IdempotencyRecord, StoreClosed, StoreStatistics, Writes
 
 __all__ = [
@@ -866,7 +866,7 @@ class ReceiptHit:
     @property
     def record(self) -> Message | None:
         if self._raw is not None:
-            self._record = DECODER.decode(self._raw)
+            self._record = decode_record(self._raw)
             self._raw = None
         return self._record
 
@@ -2085,7 +2085,7 @@ def _header(raw: bytes) -> tuple[int, int]:
 def _message(raw: bytes) -> tuple[int, Message]:
     """A stored message: its version and record."""
     version, start = _header(raw)
-    return version, DECODER.decode(memoryview(raw)[start:])
+    return version, decode_record(memoryview(raw)[start:])
 
 
 def _unescape(part: str) -> str:

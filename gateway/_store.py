@@ -33,14 +33,21 @@ import anyio.to_thread
 import msgspec
 from anyio.streams.buffered import BufferedByteReceiveStream
 
-from ._model import DECODER, ENCODER, FINAL_STATUSES, Message
+from ._model import ENCODER, FINAL_STATUSES, Message, decode_record
 from ._storeproc import BATCH_FIELDS, checkpoint, connect, execute_batch
 
-__all__ = ["EarlyReceipt", "IdempotencyRecord", "SqliteStore", "Store", "StoreClosed", "StoreStatistics", "Writes"]
+__all__ = ["EarlyReceipt", "IdempotencyRecord", "SqliteStore", "Store", "StoreClosed", "StoreStatistics", "StoreVersionError",
+           "Writes"]
 
 log = logging.getLogger(__name__)
 
-SCHEMA_VERSION = "1"
+# 2: records are MessagePack arrays (_model Rule 5); this version still reads version 1's maps, an older one cannot
+# read the arrays, so it must not open the database (it does not check; versions from 2 on do, `open_sync`).
+SCHEMA_VERSION = "2"
+
+
+class StoreVersionError(Exception):
+    """The database was written by a newer version of the gateway, whose records this one cannot read."""
 
 
 class StoreClosed(Exception):
@@ -336,7 +343,15 @@ class SqliteStore:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         writer = self._connect()
         writer.executescript(_SCHEMA)
-        writer.execute("INSERT OR IGNORE INTO meta(k, v) VALUES ('schema_version', ?)", (SCHEMA_VERSION,))
+        row = writer.execute("SELECT v FROM meta WHERE k = 'schema_version'").fetchone()
+        if row is not None and int(row[0]) > int(SCHEMA_VERSION):
+            writer.close()
+            raise StoreVersionError(
+                f"{self.path}: schema_version {row[0]} was written by a newer smppgw, which this one (schema "
+                f"{SCHEMA_VERSION}) cannot read: restore the backup taken before the upgrade, or run the newer "
+                f"version (docs/deploy.md, Upgrade and rollback)")
+        # An older database needs no migration: its records stay readable (_model Rule 5), new ones are arrays.
+        writer.execute("INSERT OR REPLACE INTO meta(k, v) VALUES ('schema_version', ?)", (SCHEMA_VERSION,))
         if self.writer == "process":
             writer.close()
         else:
@@ -822,7 +837,7 @@ def sql_batch(w: Writes) -> tuple[list[tuple[Any, ...]], ...]:
 
 def _record(data: bytes, callback_pending: int) -> Message:
     """A stored record, with the callback_pending column's value: `clear_callbacks` changes the column alone."""
-    msg = DECODER.decode(data)
+    msg = decode_record(data)
     if not callback_pending and msg.callback_pending:
         msg.callback_pending = False
     return msg
@@ -833,7 +848,4 @@ def _doc(row: tuple[Any, ...]) -> Doc:
     return Doc(kind, doc_id, msisdn, scope, state, due, at, bytes(body))
 
 
-def decode_record(data: bytes) -> Message:
-    """A stored message record."""
-    return DECODER.decode(data)
 
