@@ -34,6 +34,7 @@ from routing import FailoverRoute, InvalidMsisdn, MtDecision, NumberingRule, Wei
 from ._config import Config, ConfigError, load_config
 from ._leader import LeadershipLost
 from ._logging import setup_logging
+from ._store import StoreVersionError
 
 __all__ = [
     "Candidate",
@@ -429,6 +430,11 @@ def backend_options() -> dict[str, Any]:
     return {"use_uvloop": True}
 
 
+def _leaves(group: BaseExceptionGroup[Any]) -> list[BaseException]:
+    """The exceptions in `group` and in the groups nested in it (task groups nest them)."""
+    return [leaf for e in group.exceptions for leaf in (_leaves(e) if isinstance(e, BaseExceptionGroup) else [e])]
+
+
 def _cmd_run(args: argparse.Namespace) -> int:
     try:
         cfg = load_config(args.config)
@@ -438,7 +444,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
     if args.http is not None:
         cfg = _with_listen(args.http)(cfg)
     _setup_logging(cfg)
-    lost = False
+    lost = refused = False
     tune_gc()
     try:
         try:
@@ -447,8 +453,14 @@ def _cmd_run(args: argparse.Namespace) -> int:
                       backend_options=backend_options())
         except* LeadershipLost:  # _leader Rule 2: stop at once; systemd starts the node again as a follower
             lost = True
+        except* StoreVersionError as group:  # restarting cannot help (RestartPreventExitStatus=2)
+            for problem in _leaves(group):
+                log.critical("refusing to start: %s", problem)
+            refused = True
     except KeyboardInterrupt:  # a Ctrl-C before the signal receiver was installed
         return 128 + signal.SIGINT
+    if refused:
+        return EXIT_INVALID
     if lost:
         log.critical("stopped: this node lost the billing lease; start it again (systemd does, Restart=on-failure)")
         return EXIT_LEASE_LOST

@@ -6,6 +6,7 @@ import json
 import re
 import shlex
 import signal
+import sqlite3
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -209,6 +210,21 @@ def test_run_refuses_an_invalid_config(capsys: pytest.CaptureFixture[str]) -> No
     code, out, err = run(capsys, "run", "-c", str(INVALID))
     assert (code, out) == (2, "")
     assert err == 'smscs[0].window: expected an integer >= 1, got 0\n'
+
+
+def test_run_refuses_a_store_written_by_a_newer_version(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    db = tmp_path / "gateway.db"
+    with sqlite3.connect(db) as conn:
+        conn.execute("CREATE TABLE meta (k TEXT PRIMARY KEY, v TEXT NOT NULL)")
+        conn.execute("INSERT INTO meta VALUES ('schema_version', '9')")
+    cfg = yaml.safe_load(EXAMPLE.read_text())
+    cfg["store"]["path"] = str(db)
+    cfg["http"]["listen"] = "127.0.0.1:0"
+    path = tmp_path / "gateway.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    code, out, err = run(capsys, "run", "-c", str(path))
+    assert code == 2  # the unit's RestartPreventExitStatus: a restart cannot help
+    assert "refusing to start" in out + err and "schema_version 9 was written by a newer smppgw" in out + err
 
 
 async def _signals(*signums: int) -> AsyncIterator[int]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sqlite3
 from functools import partial
 from pathlib import Path
 
@@ -9,7 +10,14 @@ import anyio
 import pytest
 
 from gateway._model import Message, MessageStatus, new_message_id
-from gateway._store import IdempotencyRecord, SqliteStore, StoreClosed, Writes
+from gateway._store import (
+    SCHEMA_VERSION,
+    IdempotencyRecord,
+    SqliteStore,
+    StoreClosed,
+    StoreVersionError,
+    Writes,
+)
 
 pytestmark = pytest.mark.anyio
 
@@ -38,6 +46,32 @@ async def test_written_messages_survive_a_reopen(tmp_path: Path) -> None:
     again.open_sync()
     assert again.get(msgs[0].id) == msgs[0]
     assert {m.id for m in again.open_messages()} == {m.id for m in msgs[:3]}
+
+
+def schema_of(db: Path) -> str:
+    with sqlite3.connect(db) as conn:
+        return str(conn.execute("SELECT v FROM meta WHERE k = 'schema_version'").fetchone()[0])
+
+
+def test_an_older_database_opens_and_is_marked_with_this_schema(tmp_path: Path) -> None:
+    db = tmp_path / "gw.db"
+    SqliteStore(db).open_sync()
+    with sqlite3.connect(db) as conn:
+        conn.execute("UPDATE meta SET v = '1' WHERE k = 'schema_version'")  # as version 1 left it
+    store = SqliteStore(db)
+    store.open_sync()
+    store._close()
+    assert schema_of(db) == SCHEMA_VERSION == "2"
+
+
+def test_a_database_of_a_newer_schema_is_refused_untouched(tmp_path: Path) -> None:
+    db = tmp_path / "gw.db"
+    SqliteStore(db).open_sync()
+    with sqlite3.connect(db) as conn:
+        conn.execute("UPDATE meta SET v = '3' WHERE k = 'schema_version'")
+    with pytest.raises(StoreVersionError, match=r"gw\.db: schema_version 3 was written by a newer smppgw.*schema 2"):
+        SqliteStore(db).open_sync()
+    assert schema_of(db) == "3"
 
 
 async def test_concurrent_writes_share_commits(tmp_path: Path) -> None:
