@@ -12,10 +12,11 @@ cyclic garbage collector (`gc=False`): tens of thousands of them live while they
 the collector walked them on every pass for nothing: 83 -> 30 ms of its time in a batch run of 55,000
 messages (bench/RESULTS.md, "The store's bulk lane", 2026-11-25).
 Rule 5: a record is stored as a MessagePack array of Message's fields in their order (`array_like`): 190 to 250
-bytes against 480 to 540 as a map, so the store writes about half the bytes and its writer spends 15 % less
-(bench/RESULTS.md, "Records as arrays", 2026-11-25). So a new field goes at the end, with a default (a shorter
-array decodes with the defaults), and no field is ever removed, renamed into another's place or reordered;
-`test_model_record.py` pins the order. Records written before, as maps, are still read (`decode_record`).
+bytes against 480 to 540 as a map, so the store writes about half the bytes and its writer spends a sixth less
+CPU (bench/RESULTS.md, "Fewer Python calls a message, and records as arrays", 2026-11-25). So a new field goes
+at the end, with a default (a shorter array decodes with the defaults), and no field is ever removed, renamed
+into another's place or reordered; `test_model_record.py` pins the order. Records written before, as maps, are
+still read (`decode_record`).
 """
 
 from __future__ import annotations
