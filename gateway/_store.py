@@ -36,8 +36,10 @@ from anyio.streams.buffered import BufferedByteReceiveStream
 from ._model import ENCODER, FINAL_STATUSES, Message, decode_record
 from ._storeproc import BATCH_FIELDS, checkpoint, connect, execute_batch
 
-__all__ = ["EarlyReceipt", "IdempotencyRecord", "SqliteStore", "Store", "StoreClosed", "StoreStatistics", "StoreVersionError",
-           "Writes"]
+__all__ = [
+    "EarlyReceipt", "IdempotencyRecord", "SqliteStore", "Store", "StoreClosed", "StoreStatistics", "StoreVersionError",
+    "Writes",
+]
 
 log = logging.getLogger(__name__)
 
@@ -846,6 +848,3 @@ def _record(data: bytes, callback_pending: int) -> Message:
 def _doc(row: tuple[Any, ...]) -> Doc:
     kind, doc_id, msisdn, scope, state, due, at, body = row
     return Doc(kind, doc_id, msisdn, scope, state, due, at, bytes(body))
-
-
-
