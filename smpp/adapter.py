@@ -34,6 +34,7 @@ from ._session import (
 __all__ = [
     "READ_SIZE",
     "ConnectionLost",
+    "EventHandler",
     "RequestFailed",
     "ResponseTimeout",
     "SmppConnection",

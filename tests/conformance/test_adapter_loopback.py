@@ -20,7 +20,7 @@ from smpp import (
     encode_pdu,
 )
 from smpp._session import ConnectionClosed, Event, RequestReceived, Role, Session, SessionConfig, State
-from smpp.adapter import ConnectionLost, ResponseTimeout, SmppConnection
+from smpp.adapter import ConnectionLost, EventHandler, ResponseTimeout, SmppConnection
 
 pytestmark = pytest.mark.anyio
 
@@ -222,13 +222,9 @@ def bind_then_deliver(count: int) -> Serve:
     return serve
 
 
-async def test_after_events_follows_the_last_event_of_a_read() -> None:
-    seen: list[object] = []
-
-    async def handler(ev: Event) -> None:
-        if isinstance(ev, RequestReceived):
-            seen.append(ev.pdu.sequence_number)
-    async with loopback(bind_then_deliver(3)) as stream, anyio.create_task_group() as tg:
+async def deliver_until_after(count: int, handler: EventHandler, seen: list[object]) -> None:
+    """Bind to an SMSC that sends `count` deliver_sm in one read; close once `after_events` followed them."""
+    async with loopback(bind_then_deliver(count)) as stream, anyio.create_task_group() as tg:
         conn = SmppConnection(stream, Session(SessionConfig(Role.ESME)), handler,
                               after_events=lambda: seen.append("after"))
         await tg.start(conn.run)
@@ -237,6 +233,15 @@ async def test_after_events_follows_the_last_event_of_a_read() -> None:
             while "after" not in seen[1:]:
                 await anyio.sleep(0.01)
         await conn.aclose()
+
+
+async def test_after_events_follows_the_last_event_of_a_read() -> None:
+    seen: list[object] = []
+
+    async def handler(ev: Event) -> None:
+        if isinstance(ev, RequestReceived):
+            seen.append(ev.pdu.sequence_number)
+    await deliver_until_after(3, handler, seen)
     # The bind_resp went to request()'s waiter; the three deliver_sm of the same read to the handler, then one
     # call; the close (ConnectionClosed) is a batch of its own.
     assert seen[:4] == [600, 601, 602, "after"]
@@ -256,15 +261,7 @@ async def test_a_plain_handler_is_called_and_what_it_returns_is_awaited_in_turn(
         seq = ev.pdu.sequence_number
         seen.append(seq)
         return later(seq) if seq % 2 else None
-    async with loopback(bind_then_deliver(4)) as stream, anyio.create_task_group() as tg:
-        conn = SmppConnection(stream, Session(SessionConfig(Role.ESME)), handler,
-                              after_events=lambda: seen.append("after"))
-        await tg.start(conn.run)
-        await conn.request(BindTransceiver())
-        with anyio.fail_after(5):
-            while "after" not in seen[1:]:
-                await anyio.sleep(0.01)
-        await conn.aclose()
+    await deliver_until_after(4, handler, seen)
     assert seen[:7] == [600, 601, "601 done", 602, 603, "603 done", "after"]
 
 
