@@ -619,9 +619,15 @@ class Connector:
 
     # ---- events ----------------------------------------------------------------------------------------
 
+    async def _on_event(self, live: _Live, ev: Event) -> None:
+        pending = self._on_event_now(live, ev)
+        if pending is not None:
+            await pending
+
     def _on_event_now(self, live: _Live, ev: Event) -> Awaitable[None] | None:
-        """The events every message brings, a submit_sm_resp and a receipt, handled at once (no coroutine: the
-        adapter awaits only what this returns); the rest, and a receipt that must wait, by `_on_event`."""
+        """Handle one event of `live`'s session; returns what must still be awaited. The events every message
+        brings, a submit_sm_resp and a receipt, are handled at once (no coroutine: the adapter awaits only what
+        this returns); a receipt that must wait, and every other event, return a coroutine."""
         if type(ev) is ResponseReceived:
             req = ev.request
             if type(req) is SubmitSm:
@@ -631,12 +637,10 @@ class Connector:
             pdu = ev.pdu
             if type(pdu) is DeliverSm or type(pdu) is DataSm:
                 return self._deliver_now(live, pdu)
-        return self._on_event(live, ev)
+        return self._on_other_event(live, ev)
 
-    async def _on_event(self, live: _Live, ev: Event) -> None:
+    async def _on_other_event(self, live: _Live, ev: Event) -> None:
         match ev:
-            case ResponseReceived(request=SubmitSm() as req, response=resp):
-                self._on_submit_resp(live, req, resp)
             case ResponseTimedOut(request=SubmitSm() as req):
                 self._lost(live, req.sequence_number, "no submit_sm_resp before the response timeout")
                 log.warning("smsc=%s session=%d response timeout: recycling the session", self.name,
@@ -644,8 +648,6 @@ class Connector:
                 await live.conn.aclose()
             case ResponseUndecodable(request=SubmitSm() as req, error=err):
                 self._lost(live, req.sequence_number, f"undecodable submit_sm_resp: {err}")
-            case RequestReceived(pdu=DeliverSm() | DataSm() as pdu):
-                await self._on_deliver(live, pdu)
             case ConnectionClosed(unanswered=unanswered):
                 for pending in unanswered:
                     if isinstance(pending, SubmitSm):
@@ -707,11 +709,6 @@ class Connector:
         self.core.submit_lost(job.msg, job.part, self.name, reason, group.writes)
         if job.msg.is_final:
             log.error("smsc=%s id=%s outcome unknown: %s", self.name, job.msg.id, reason)
-
-    async def _on_deliver(self, live: _Live, pdu: DeliverSm | DataSm) -> None:
-        pending = self._deliver_now(live, pdu)
-        if pending is not None:
-            await pending
 
     def _deliver_now(self, live: _Live, pdu: DeliverSm | DataSm) -> Awaitable[None] | None:
         """Handle a deliver_sm; returns what must still be awaited: a receipt that matched nothing in memory

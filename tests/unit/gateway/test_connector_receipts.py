@@ -26,6 +26,7 @@ from gateway._model import Message, MessageStatus, Part, new_message_id
 from gateway._redis import RedisStore, RedisUnavailable
 from gateway._store import Writes
 from smpp import DeliverSm, SubmitSm, encode_pdu
+from smpp._session import RequestReceived
 from tests.conftest import RecordingConn
 from tests.redis_fixture import RedisServer, redis_server, unique_group
 
@@ -121,9 +122,9 @@ async def test_hits_parks_and_mo_in_one_batch_are_answered_in_arrival_order(node
     n, tg = node
     m = await n.submitted("abc")
     live, conn = n.live(tg)
-    await n.connector._on_deliver(live, receipt("abc", seq=1))
-    await n.connector._on_deliver(live, receipt("unknown", seq=2))  # its submit_sm_resp has not come: parked
-    await n.connector._on_deliver(live, mo(3))
+    await n.connector._on_event(live, RequestReceived(receipt("abc", seq=1)))
+    await n.connector._on_event(live, RequestReceived(receipt("unknown", seq=2)))  # its submit_sm_resp has not come: parked
+    await n.connector._on_event(live, RequestReceived(mo(3)))
     assert await answered(conn, 3) == [1, 2, 3]
     stored = await n.stored(m.id)
     assert stored.status is MessageStatus.DELIVERED and stored.parts[0].receipt == "delivered"
@@ -138,10 +139,10 @@ async def test_receipts_of_one_message_fold_into_one_record_within_and_across_ba
     n, tg = node
     m = await n.submitted("p0", "p1")
     live, conn = n.live(tg)
-    await n.connector._on_deliver(live, receipt("p0", ReceiptStatus.ENROUTE, seq=1))
+    await n.connector._on_event(live, RequestReceived(receipt("p0", ReceiptStatus.ENROUTE, seq=1)))
     await anyio.sleep(0)  # the receipt task takes it alone; the next ones wait for its write
-    await n.connector._on_deliver(live, receipt("p0", seq=2))
-    await n.connector._on_deliver(live, receipt("p1", seq=3))
+    await n.connector._on_event(live, RequestReceived(receipt("p0", seq=2)))
+    await n.connector._on_event(live, RequestReceived(receipt("p1", seq=3)))
     assert await answered(conn, 3) == [1, 2, 3]
     stored = await n.stored(m.id)
     assert stored.status is MessageStatus.DELIVERED
@@ -154,7 +155,7 @@ async def test_a_receipt_whose_bind_closed_is_applied_but_not_answered(node: Any
     n, tg = node
     m = await n.submitted("abc")
     live, conn = n.live(tg)
-    await n.connector._on_deliver(live, receipt("abc", seq=1))
+    await n.connector._on_event(live, RequestReceived(receipt("abc", seq=1)))
     conn.closed = True
     with anyio.fail_after(10):
         while not n.finals:
@@ -179,10 +180,10 @@ async def test_receipts_redis_could_not_resolve_are_not_answered(node: Any, monk
         return await real(smsc, receipts)
 
     monkeypatch.setattr(n.core.cluster, "match_or_park_many", flaky)
-    await n.connector._on_deliver(live, receipt("abc", seq=1))
-    await n.connector._on_deliver(live, mo(2))  # no Redis lookup: still answered
+    await n.connector._on_event(live, RequestReceived(receipt("abc", seq=1)))
+    await n.connector._on_event(live, RequestReceived(mo(2)))  # no Redis lookup: still answered
     assert await answered(conn, 1) == [2]
     assert (await n.stored(m.id)).status is MessageStatus.SUBMITTED
-    await n.connector._on_deliver(live, receipt("abc", seq=3))  # the SMSC sends it again
+    await n.connector._on_event(live, RequestReceived(receipt("abc", seq=3)))  # the SMSC sends it again
     assert await answered(conn, 2) == [2, 3]
     assert (await n.stored(m.id)).status is MessageStatus.DELIVERED
